@@ -1,0 +1,49 @@
+# Two entry points on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+
+.PHONY: run test demo bench lint schemas clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP)
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server (Debian package)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+
+run: $(STAMP)
+	$(BIN)/learnloop serve
+
+test: $(TSTAMP) redis-server
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/python -m learnloop.demo
+
+bench: $(TSTAMP)
+	$(BIN)/python bench/decide.py
+	$(BIN)/python bench/loop.py
+
+lint: $(TSTAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy schemas join_service/window.py learnloop/featurizer.py
+
+schemas: $(STAMP)
+	$(BIN)/python -m schemas.export
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,1 @@
+"""Decision service: HTTP API, policy serving, personas, flags."""

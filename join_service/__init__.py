@@ -1,0 +1,1 @@
+"""Streaming join: the pure join rule (window.py) and the runners that feed it."""

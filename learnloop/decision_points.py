@@ -1,0 +1,55 @@
+"""Decision-point configuration: the shipped defaults, config files, and the store interface."""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from learnloop.errors import ConfigurationError
+from schemas.config import DecisionPointConfig
+
+
+class DecisionPointStore(Protocol):
+    async def get(self, name: str) -> DecisionPointConfig | None: ...
+
+    async def put(self, config: DecisionPointConfig) -> None: ...
+
+    async def all(self) -> list[DecisionPointConfig]: ...
+
+
+class MemoryDecisionPointStore:
+    """Decision points held in a dict (tests, and the seed of the durable stores)."""
+
+    def __init__(self, configs: list[DecisionPointConfig] | None = None) -> None:
+        self._configs = {c.name: c for c in configs or []}
+
+    async def get(self, name: str) -> DecisionPointConfig | None:
+        return self._configs.get(name)
+
+    async def put(self, config: DecisionPointConfig) -> None:
+        self._configs[config.name] = config
+
+    async def all(self) -> list[DecisionPointConfig]:
+        return list(self._configs.values())
+
+
+def load_config_file(path: Path | None) -> list[DecisionPointConfig]:
+    """Decision points from a TOML file (``[[decision_points]]`` tables), or the shipped defaults."""
+    try:
+        if path is None:
+            text = resources.files("learnloop").joinpath("default_config.toml").read_text()
+            source = "the shipped default_config.toml"
+        else:
+            text = path.read_text()
+            source = str(path)
+        data = tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"cannot read config {path}: {exc}") from exc
+    try:
+        return [DecisionPointConfig(**item) for item in data.get("decision_points", [])]
+    except ValidationError as exc:
+        raise ConfigurationError(f"invalid decision point in {source}: {exc}") from exc

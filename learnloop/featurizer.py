@@ -1,0 +1,72 @@
+"""Featurizer: context + persona + actions -> Vowpal Wabbit ``cb_explore_adf`` text.
+
+Pure: no I/O, no clock. Namespaces follow :mod:`schemas.vw_layout`.
+
+>>> from schemas import Action, Context
+>>> lines = example(Context(features={"page": "home", "hour": 9}), "builder",
+...                 [Action(id="bestsellers"), Action(id="trending", features={"new": True})])
+>>> lines[0]
+'shared |c page=home hour:9 |u persona=builder'
+>>> lines[2]
+'|a id=trending new=true'
+>>> labelled(lines, chosen_index=1, reward=3.0, probability=0.25)[2]
+'0:-3.0:0.25 |a id=trending new=true'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from schemas.events import DecisionEvent
+from schemas.features import Action, Context
+from schemas.vw_layout import ACTION_NS, CONTEXT_NS, USER_NS, flatten
+
+_ESCAPE = str.maketrans({" ": "_", "\t": "_", "\n": "_", "|": "/", ":": ";"})
+
+
+def _token(text: str) -> str:
+    """Make a name or value safe for VW text format (no spaces, pipes or colons)."""
+    return text.translate(_ESCAPE)
+
+
+def _features(features: Mapping[str, object]) -> Iterable[str]:
+    for key, value in features.items():
+        name = _token(key)
+        if isinstance(value, bool):
+            yield f"{name}={'true' if value else 'false'}"
+        elif isinstance(value, int | float):
+            yield f"{name}:{value}"
+        else:
+            yield f"{name}={_token(str(value))}"
+
+
+def shared_line(context: Context, persona: str) -> str:
+    """The ``shared`` line: context namespace and user namespace."""
+    ctx = " ".join(_features(flatten(context.features)))
+    return f"shared |{CONTEXT_NS} {ctx} |{USER_NS} persona={_token(persona)}".replace("  ", " ")
+
+
+def action_line(action: Action) -> str:
+    """One action line: the action id plus its features."""
+    feats = " ".join(_features(action.features))
+    tail = f" {feats}" if feats else ""
+    return f"|{ACTION_NS} id={_token(action.id)}{tail}"
+
+
+def example(context: Context, persona: str, actions: Sequence[Action]) -> list[str]:
+    """A multi-line ADF example for prediction."""
+    return [shared_line(context, persona), *(action_line(a) for a in actions)]
+
+
+def labelled(lines: Sequence[str], chosen_index: int, reward: float, probability: float) -> list[str]:
+    """Put the CB label (cost = -reward) on the chosen action's line."""
+    out = list(lines)
+    row = chosen_index + 1
+    out[row] = f"0:{-float(reward)}:{probability} {out[row]}"
+    return out
+
+
+def training_example(decision: DecisionEvent, reward: float) -> list[str]:
+    """A labelled ADF example for learning from a logged decision and its reward."""
+    lines = example(decision.context, decision.persona, decision.actions)
+    return labelled(lines, decision.chosen_index, reward, decision.chosen_probability)

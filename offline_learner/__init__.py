@@ -1,0 +1,1 @@
+"""Offline learner: logged datasets, off-policy evaluation, policy search, persona training."""

@@ -1,0 +1,1 @@
+"""Online learner: incremental VW training per decision point and model releases."""

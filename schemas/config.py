@@ -1,0 +1,62 @@
+"""Configuration of a decision point: its actions, learner and reward rule."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from schemas.features import NAME_PATTERN, Action, FiniteNumber, check_unique_actions
+
+Aggregation = Literal["max", "sum", "first"]
+
+DEFAULT_VW_ARGS = "--cb_explore_adf --squarecb -q ::"
+DEFAULT_REWARD_MAP: dict[str, float] = {"basket_add": 3.0, "detail_view": 1.0}
+
+
+class DecisionPointSpec(BaseModel):
+    """Everything the decision service, the join and the learner need to know
+    about one learning loop, without its name (the body of ``PUT``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actions: list[Action] = Field(default_factory=list, max_length=256)
+    vw_args: str = DEFAULT_VW_ARGS
+    reward_map: dict[str, FiniteNumber] = Field(default_factory=lambda: dict(DEFAULT_REWARD_MAP))
+    window_seconds: Annotated[float, Field(gt=0, le=86_400)] = 20.0
+    aggregation: Aggregation = "max"
+    default_reward: FiniteNumber = 0.0
+    skew_tolerance_seconds: Annotated[float, Field(ge=0, le=3_600)] = 2.0
+    baseline_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+
+    @field_validator("actions")
+    @classmethod
+    def _unique(cls, actions: list[Action]) -> list[Action]:
+        return check_unique_actions(actions)
+
+    @field_validator("vw_args")
+    @classmethod
+    def _cb_adf(cls, args: str) -> str:
+        words = args.split()
+        if "--cb_explore_adf" not in words:
+            raise ValueError("vw_args must contain --cb_explore_adf (learnloop serves ADF bandits)")
+        bad = sorted(_FORBIDDEN_VW_ARGS.intersection(words))
+        if bad:
+            raise ValueError(f"vw_args may not name files or servers: remove {', '.join(bad)}")
+        return args
+
+    def named(self, name: str) -> DecisionPointConfig:
+        return DecisionPointConfig(name=name, **self.model_dump())
+
+
+class DecisionPointConfig(DecisionPointSpec):
+    """A decision point: a named learning loop and its settings."""
+
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+_FORBIDDEN_VW_ARGS = frozenset({
+    "-d", "--data", "-f", "--final_regressor", "-i", "--initial_regressor", "--cache_file",
+    "-c", "--cache", "--daemon", "--port", "-p", "--predictions", "--readable_model",
+    "--invert_hash", "--save_resume",
+})
