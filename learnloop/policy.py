@@ -1,0 +1,118 @@
+"""One policy protocol for every learner: ``predict`` a distribution over actions,
+``learn`` from a logged decision and its reward.
+
+The public methods check and normalise; subclasses implement ``_predict`` /
+``_learn`` only. A VW policy is not thread-safe: one owner thread per instance.
+
+>>> from schemas import Action, Context
+>>> policy = UniformPolicy()
+>>> policy.predict(Context(), "visitor", [Action(id="a"), Action(id="b")])
+[0.5, 0.5]
+>>> sample([0.2, 0.8], "event-1") == sample([0.2, 0.8], "event-1")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+
+import vowpalwabbit
+
+from learnloop import featurizer
+from learnloop.errors import InvalidInput
+from schemas.events import DecisionEvent
+from schemas.features import Action, Context
+
+
+class Policy(ABC):
+    """Scores candidate actions for a context; learns from joined examples."""
+
+    def predict(self, context: Context, persona: str, actions: Sequence[Action]) -> list[float]:
+        """Probability of each action (aligned with ``actions``), summing to 1."""
+        if not actions:
+            raise InvalidInput("no candidate actions left to choose from")
+        pmf = self._predict(context, persona, actions)
+        if len(pmf) != len(actions):
+            raise RuntimeError(f"policy returned {len(pmf)} probabilities for {len(actions)} actions")
+        total = math.fsum(pmf)
+        if not total > 0 or not math.isfinite(total):
+            return [1.0 / len(actions)] * len(actions)
+        return [p / total for p in pmf]
+
+    def learn(self, decision: DecisionEvent, reward: float) -> None:
+        """Update from one logged decision and the reward it earned."""
+        self._learn(decision, reward)
+
+    @abstractmethod
+    def _predict(self, context: Context, persona: str, actions: Sequence[Action]) -> list[float]: ...
+
+    def _learn(self, decision: DecisionEvent, reward: float) -> None:
+        """Fixed policies learn nothing."""
+
+
+class UniformPolicy(Policy):
+    """Every action equally likely: the baseline arm and the reference for 'random'."""
+
+    def _predict(self, context: Context, persona: str, actions: Sequence[Action]) -> list[float]:
+        return [1.0] * len(actions)
+
+
+class VWPolicy(Policy):
+    """A Vowpal Wabbit ``--cb_explore_adf`` workspace behind the policy protocol."""
+
+    def __init__(self, vw_args: str, model: bytes | None = None) -> None:
+        self.vw_args = vw_args
+        if model is None:
+            self._ws = vowpalwabbit.Workspace(f"{vw_args} --quiet")
+        else:
+            with tempfile.TemporaryDirectory(prefix="learnloop-model-") as tmp:
+                path = Path(tmp) / "model.vw"
+                path.write_bytes(model)
+                # Reductions and interactions are stored in the model file itself.
+                self._ws = vowpalwabbit.Workspace(f"--quiet -i {path}")
+
+    def _predict(self, context: Context, persona: str, actions: Sequence[Action]) -> list[float]:
+        return list(self._ws.predict(featurizer.example(context, persona, actions)))
+
+    def predict_lines(self, lines: list[str]) -> list[float]:
+        """Raw VW prediction on prebuilt text lines (benchmarks)."""
+        return list(self._ws.predict(lines))
+
+    def _learn(self, decision: DecisionEvent, reward: float) -> None:
+        self._ws.learn(featurizer.training_example(decision, reward))
+
+    def learn_lines(self, lines: list[str]) -> None:
+        """Raw VW learn on prebuilt labelled lines (benchmarks, replays)."""
+        self._ws.learn(lines)
+
+    def to_bytes(self) -> bytes:
+        """The model file's bytes (VW saves to a path only)."""
+        with tempfile.TemporaryDirectory(prefix="learnloop-model-") as tmp:
+            path = Path(tmp) / "model.vw"
+            self._ws.save(str(path))
+            return path.read_bytes()
+
+    def close(self) -> None:
+        self._ws.finish()
+
+
+def seed_for(event_id: str) -> int:
+    """A stable 64-bit seed from an event id (``hash()`` is salted per process)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+
+
+def sample(pmf: Sequence[float], event_id: str) -> int:
+    """Draw an action index from ``pmf`` with an RNG seeded by the event id (reproducible)."""
+    draw = random.Random(seed_for(event_id)).random()
+    cumulative = 0.0
+    for index, p in enumerate(pmf):
+        cumulative += p
+        if draw < cumulative:
+            return index
+    return len(pmf) - 1
