@@ -1,6 +1,6 @@
 """Append-only event logs: an in-memory backend for tests, SQLite (WAL) for the embedded mode."""
 
-from learnloop.eventlog.base import Append, AppendResult, EventLog, LogRecord, Streams
+from learnloop.eventlog.base import Append, AppendResult, EventLog, EventSink, LogRecord, Streams
 from learnloop.eventlog.memory import MemoryEventLog
 
-__all__ = ["Append", "AppendResult", "EventLog", "LogRecord", "MemoryEventLog", "Streams"]
+__all__ = ["Append", "AppendResult", "EventLog", "EventSink", "LogRecord", "MemoryEventLog", "Streams"]

@@ -51,7 +51,13 @@ class Append:
     unique_key: str | None = None
 
 
-class EventLog(Protocol):
+class EventSink(Protocol):
+    """What the decision service needs: durable appends and lookup by unique key.
+
+    The embedded :class:`EventLog` provides it; in distributed mode a Kafka
+    producer (with a Redis index for lookups) does.
+    """
+
     async def append(self, records: Sequence[Append]) -> list[AppendResult]:
         """Append records; return only once they are durable (fsynced).
 
@@ -60,6 +66,16 @@ class EventLog(Protocol):
         again: its result carries the stored value and ``existed=True``.
         """
         ...
+
+    async def find(self, stream: str, unique_key: str) -> LogRecord | None:
+        """The record stored under ``unique_key`` in ``stream``, if any."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class EventLog(EventSink, Protocol):
+    """A readable, committable log: the embedded mode's single source of truth."""
 
     async def commit(self, records: Sequence[Append], state: Mapping[str, bytes]) -> list[int]:
         """Atomically append ``records`` and set named ``state`` blobs (consumer state and
@@ -70,10 +86,6 @@ class EventLog(Protocol):
         """Records of ``streams`` with offset > ``after``, in offset order, at most ``limit``."""
         ...
 
-    async def find(self, stream: str, unique_key: str) -> LogRecord | None:
-        """The record stored under ``unique_key`` in ``stream``, if any."""
-        ...
-
     async def load_state(self, name: str) -> bytes | None:
         """A state blob written by :meth:`commit`, or ``None``."""
         ...
@@ -81,5 +93,3 @@ class EventLog(Protocol):
     async def end_offset(self) -> int:
         """The largest offset written so far (-1 when empty)."""
         ...
-
-    async def close(self) -> None: ...
