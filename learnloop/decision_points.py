@@ -20,6 +20,11 @@ class DecisionPointStore(Protocol):
 
     async def all(self) -> list[DecisionPointConfig]: ...
 
+    async def seed(self, configs: list[DecisionPointConfig]) -> list[str]:
+        """Add the configs whose names are not stored yet (never overwrite an admin's
+        change); return the names added."""
+        ...
+
 
 class MemoryDecisionPointStore:
     """Decision points held in a dict (tests, and the seed of the durable stores)."""
@@ -35,6 +40,12 @@ class MemoryDecisionPointStore:
 
     async def all(self) -> list[DecisionPointConfig]:
         return list(self._configs.values())
+
+    async def seed(self, configs: list[DecisionPointConfig]) -> list[str]:
+        added = [c.name for c in configs if c.name not in self._configs]
+        for config in configs:
+            self._configs.setdefault(config.name, config)
+        return added
 
 
 def load_config_file(path: Path | None) -> list[DecisionPointConfig]:

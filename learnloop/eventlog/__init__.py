@@ -2,5 +2,15 @@
 
 from learnloop.eventlog.base import Append, AppendResult, EventLog, EventSink, LogRecord, Streams
 from learnloop.eventlog.memory import MemoryEventLog
+from learnloop.eventlog.sqlite import SqliteEventLog
 
-__all__ = ["Append", "AppendResult", "EventLog", "EventSink", "LogRecord", "MemoryEventLog", "Streams"]
+__all__ = [
+    "Append",
+    "AppendResult",
+    "EventLog",
+    "EventSink",
+    "LogRecord",
+    "MemoryEventLog",
+    "SqliteEventLog",
+    "Streams",
+]

@@ -1,0 +1,131 @@
+"""Durable decision-point store for the embedded mode: one small SQLite table of JSON configs.
+
+Writes are rare (an admin edits a decision point) and tiny, so the methods call
+sqlite3 inline rather than through a writer thread; each write is its own
+fsynced transaction. ``seed`` installs the shipped defaults on first start
+without overwriting what an admin changed since.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from learnloop.errors import ConfigurationError, Unavailable
+from schemas.config import DecisionPointConfig
+
+FILE_NAME: Final = "decision_points.sqlite"
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS decision_points (name TEXT PRIMARY KEY, config TEXT NOT NULL)"
+)
+# ON CONFLICT .. DO UPDATE keeps the row (and its rowid), so ``all()`` lists decision
+# points in the order they were first created, like the in-memory store.
+_UPSERT: Final = (
+    "INSERT INTO decision_points (name, config) VALUES (?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET config = excluded.config"
+)
+_INSERT_NEW: Final = (
+    "INSERT INTO decision_points (name, config) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+)
+
+
+class SqliteDecisionPointStore:
+    """A :class:`~learnloop.decision_points.DecisionPointStore` kept in a SQLite file.
+
+    Parameters
+    ----------
+    path
+        The database file (e.g. ``data_dir / "decision_points.sqlite"``); its
+        directory is created if missing.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA busy_timeout = 10000")
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise Unavailable(
+                f"cannot open decision-point store {self.path}: {exc}; "
+                "check that the data directory is writable"
+            ) from exc
+        # One connection shared by the event loop and any worker thread: one call at a time.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    async def get(self, name: str) -> DecisionPointConfig | None:
+        rows = self._run("SELECT config FROM decision_points WHERE name = ?", (name,))
+        return self._decode(name, rows[0][0]) if rows else None
+
+    async def put(self, config: DecisionPointConfig) -> None:
+        """Create or replace a decision point; durable on return."""
+        self._run(_UPSERT, (config.name, config.model_dump_json()))
+
+    async def all(self) -> list[DecisionPointConfig]:
+        rows = self._run("SELECT name, config FROM decision_points ORDER BY rowid", ())
+        return [self._decode(name, text) for name, text in rows]
+
+    async def seed(self, configs: Iterable[DecisionPointConfig]) -> list[str]:
+        """Insert the decision points that do not exist yet; return the names inserted.
+
+        Existing ones are left as they are, so restarting with the shipped defaults
+        never undoes an admin's change. All inserts share one transaction.
+        """
+        inserted: list[str] = []
+        with self._lock:
+            self._check_open()
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for config in configs:
+                    cursor = self._conn.execute(
+                        _INSERT_NEW, (config.name, config.model_dump_json())
+                    )
+                    if cursor.rowcount == 1:
+                        inserted.append(config.name)
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise self._failure("seed", exc) from exc
+        return inserted
+
+    async def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def _run(self, sql: str, params: tuple[str, ...]) -> list[tuple[Any, ...]]:
+        """One statement in autocommit mode: a write is its own fsynced transaction."""
+        with self._lock:
+            self._check_open()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._failure("access", exc) from exc
+
+    def _decode(self, name: str, text: str) -> DecisionPointConfig:
+        try:
+            return DecisionPointConfig.model_validate_json(text)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"stored decision point {name!r} in {self.path} is no longer valid ({exc}); "
+                "PUT a corrected config for it"
+            ) from exc
+
+    def _failure(self, action: str, exc: sqlite3.Error) -> Unavailable:
+        return Unavailable(f"cannot {action} decision-point store {self.path}: {exc}")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable(f"decision-point store {self.path} is closed")
