@@ -22,6 +22,7 @@ class Streams:
     ACTIVATIONS = "activations"
     JOINED = "joined"
     RELEASES = "releases"
+    DROPPED = "dropped"  # follow-ups the join did not apply (late, orphaned, ...), kept for audit
 
     JOIN_INPUTS = (DECISIONS, OUTCOMES, REWARDS, ACTIVATIONS)
 

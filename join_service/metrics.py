@@ -1,0 +1,55 @@
+"""Prometheus metrics of the join, registered on the service's registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from schemas.events import JoinedExample
+
+
+class JoinMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = registry or CollectorRegistry()
+        self.joined = Counter(
+            "learnloop_joined_examples_total",
+            "Joined examples emitted, by decision point and how the window closed",
+            ["decision_point", "close_reason"],
+            registry=registry,
+        )
+        self.reward = Counter(
+            "learnloop_joined_reward_total",
+            "Sum of rewards of joined examples (divide by joined examples for the reward rate)",
+            ["decision_point", "arm", "persona"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "learnloop_join_dropped_total",
+            "Events the join did not apply: late outcomes, orphans, stale or not-activated decisions",
+            ["reason"],
+            registry=registry,
+        )
+        self.open_windows = Gauge(
+            "learnloop_join_open_windows", "Decisions whose reward window is open", registry=registry
+        )
+        self.held = Gauge(
+            "learnloop_join_held_events",
+            "Outcomes held for a decision not seen yet (clock skew)",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "learnloop_join_lag_seconds",
+            "Wall clock minus join stream time (event time of the newest input)",
+            registry=registry,
+        )
+        self.events = Counter(
+            "learnloop_join_input_events_total", "Input events consumed by the join", ["stream"],
+            registry=registry,
+        )
+
+    def emitted(self, examples: list[JoinedExample]) -> None:
+        for example in examples:
+            decision = example.decision
+            self.joined.labels(decision.decision_point, example.close_reason).inc()
+            self.reward.labels(decision.decision_point, decision.arm, decision.persona).inc(
+                example.reward
+            )

@@ -1,0 +1,138 @@
+"""The ``learnloop`` command line: the composition root's front door.
+
+Every option is also an environment variable (``LEARNLOOP_PORT`` …); flags win.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from learnloop.errors import LearnloopError
+from learnloop.settings import Settings
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console(stderr=True)
+
+HostOpt = Annotated[str | None, typer.Option(help="Interface to bind [env LEARNLOOP_HOST; 127.0.0.1]")]
+PortOpt = Annotated[int | None, typer.Option(help="Port [env LEARNLOOP_PORT; 8000]")]
+DataOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Event log and models [env LEARNLOOP_DATA_DIR; ./data]")
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="TOML file of decision points [env LEARNLOOP_CONFIG; shipped defaults]"),
+]
+BackendOpt = Annotated[
+    str | None, typer.Option(help="embedded (one process) or kafka [env LEARNLOOP_BACKEND]")
+]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with the flags that were given on top."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        console.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _run(coro: Any) -> None:
+    try:
+        asyncio.run(coro)
+    except LearnloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+def serve(
+    host: HostOpt = None,
+    port: PortOpt = None,
+    data_dir: DataOpt = None,
+    config: ConfigOpt = None,
+    backend: BackendOpt = None,
+) -> None:
+    """Run the decision service; embedded mode also runs the join and the online learner."""
+    settings = load_settings(host=host, port=port, data_dir=data_dir, config=config, backend=backend)
+    if settings.backend == "kafka":
+        from learnloop.distributed import serve_api
+
+        _run(serve_api(settings))
+    else:
+        from learnloop.embedded import serve_embedded
+
+        _run(serve_embedded(settings))
+
+
+@cli.command()
+def join(config: ConfigOpt = None) -> None:
+    """Run the join worker on Kafka (distributed mode)."""
+    from learnloop.distributed import run_join_worker
+
+    _run(run_join_worker(load_settings(config=config, backend="kafka")))
+
+
+@cli.command()
+def learn(config: ConfigOpt = None) -> None:
+    """Run the online-learner worker on Kafka (distributed mode)."""
+    from learnloop.distributed import run_learner_worker
+
+    _run(run_learner_worker(load_settings(config=config, backend="kafka")))
+
+
+@cli.command()
+def simulate(
+    url: Annotated[str, typer.Option(help="Base URL of a running service")] = "http://127.0.0.1:8000",
+    decisions: Annotated[int, typer.Option(help="How many decisions to simulate")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same shoppers)")] = 7,
+    concurrency: Annotated[int, typer.Option(help="Decisions in flight")] = 32,
+    decision_point: Annotated[str, typer.Option(help="Decision point to drive")] = "home_products",
+    client_key: Annotated[
+        str | None, typer.Option(envvar="LEARNLOOP_CLIENT_KEY", help="X-API-Key, if keys are set")
+    ] = None,
+) -> None:
+    """Drive a running service with the synthetic multi-level-marketing shop."""
+    from learnloop.simulator import render_report, run_simulation
+
+    async def go() -> None:
+        report = await run_simulation(
+            url,
+            decisions=decisions,
+            seed=seed,
+            concurrency=concurrency,
+            decision_point=decision_point,
+            client_key=client_key,
+        )
+        Console().print(render_report(report))
+
+    _run(go())
+
+
+@cli.command("export")
+def export_dsjson(
+    output: Annotated[Path, typer.Argument(help="File to write (VW DSJson, one line per example)")],
+    data_dir: DataOpt = None,
+    decision_point: Annotated[str | None, typer.Option(help="Only this decision point")] = None,
+) -> None:
+    """Export joined examples from the embedded log as VW DSJson (``vw --dsjson``)."""
+    from learnloop.embedded import export_joined
+
+    settings = load_settings(data_dir=data_dir)
+    count = asyncio.run(export_joined(settings, output, decision_point))
+    console.print(f"wrote {count} joined examples to {output}")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The embedded learner runner: reads joined examples from the local event log, learns
+them in a worker thread, and publishes model releases to the local model store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from learnloop.clock import Clock, SystemClock
+from learnloop.decision_points import DecisionPointStore
+from learnloop.eventlog.base import EventLog, LogRecord, Streams
+from learnloop.modelstore.base import ModelStore
+from online_learner.learner import OnlineLearner
+from online_learner.metrics import LearnerMetrics
+from online_learner.releases import publish_due, resume
+from schemas import DecisionPointConfig, JoinedExample
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedLearnerRunner:
+    """Consumes the ``joined`` stream from the offset the current releases reflect.
+
+    The learner's VW workspaces are touched by one worker thread at a time (each
+    batch is awaited before the next, and releases are made between batches), so
+    the event loop keeps serving decisions while VW learns.
+    """
+
+    def __init__(
+        self,
+        events: EventLog,
+        models: ModelStore,
+        decision_points: DecisionPointStore,
+        *,
+        clock: Clock | None = None,
+        metrics: LearnerMetrics | None = None,
+        release_every_examples: int = 200,
+        release_every_seconds: float = 1.0,
+        poll_seconds: float = 0.02,
+        batch_size: int = 500,
+        config_refresh_seconds: float = 1.0,
+    ) -> None:
+        self.events = events
+        self.models = models
+        self.decision_points = decision_points
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or LearnerMetrics()
+        self.poll_seconds = poll_seconds
+        self.batch_size = batch_size
+        self.config_refresh_seconds = config_refresh_seconds
+        self._configs: dict[str, DecisionPointConfig] = {}
+        self.learner = OnlineLearner(
+            self._configs,
+            release_every_examples=release_every_examples,
+            release_every_seconds=release_every_seconds,
+        )
+        self._offset = -1
+        self._last_config_refresh = -1e9
+
+    @property
+    def offset(self) -> int:
+        return self._offset
+
+    async def start(self) -> None:
+        """Restore the current releases and find where to resume reading."""
+        await self._refresh_configs(force=True)
+        self._offset = await resume(self.learner, self.models, list(self._configs))
+        log.info("learner resumes after offset %d", self._offset)
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            while True:
+                if not await self.step():
+                    await asyncio.sleep(self.poll_seconds)
+        finally:
+            self.learner.close()
+
+    async def step(self) -> int:
+        """Learn one batch of joined examples and publish what is due; return examples read."""
+        await self._refresh_configs()
+        records = await self.events.read([Streams.JOINED], self._offset, self.batch_size)
+        if records:
+            learned = await asyncio.to_thread(self._learn, records)
+            self._offset = records[-1].offset
+            skipped = len(records) - sum(learned.values())
+            for name, count in learned.items():
+                self.metrics.learned.labels(name).inc(count)
+            if skipped:
+                self.metrics.skipped.inc(skipped)
+        for release in await publish_due(self.learner, self.models, self.clock):
+            self.metrics.published(release)
+        return len(records)
+
+    def _learn(self, records: list[LogRecord]) -> dict[str, int]:
+        learned: dict[str, int] = {}
+        for record in records:
+            example = JoinedExample.model_validate_json(record.value)
+            if self.learner.learn(example, record.offset):
+                name = example.decision.decision_point
+                learned[name] = learned.get(name, 0) + 1
+        return learned
+
+    async def _refresh_configs(self, force: bool = False) -> None:
+        now = self.clock.monotonic()
+        if force or now - self._last_config_refresh >= self.config_refresh_seconds:
+            configs = await self.decision_points.all()
+            self._configs.clear()
+            self._configs.update({c.name: c for c in configs})
+            self._last_config_refresh = now

@@ -1,0 +1,66 @@
+"""Generate the JSON Schema files in ``schemas/json/`` from the pydantic models.
+
+Run ``make schemas`` (``python -m schemas.export``) after changing a model; a test
+fails while the committed files are stale.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from schemas.api import DecisionRequest, DecisionResponse, OutcomeRequest, RewardRequest
+from schemas.config import DecisionPointConfig, DecisionPointSpec
+from schemas.events import (
+    ActivationEvent,
+    DecisionEvent,
+    JoinedExample,
+    ModelRelease,
+    OutcomeEvent,
+    RewardEvent,
+)
+
+JSON_DIR = Path(__file__).parent / "json"
+
+MODELS: tuple[type[BaseModel], ...] = (
+    DecisionRequest,
+    DecisionResponse,
+    OutcomeRequest,
+    RewardRequest,
+    DecisionEvent,
+    OutcomeEvent,
+    RewardEvent,
+    ActivationEvent,
+    JoinedExample,
+    ModelRelease,
+    DecisionPointConfig,
+    DecisionPointSpec,
+)
+
+
+def rendered() -> dict[str, str]:
+    """File name -> JSON Schema text for every contract model."""
+    return {
+        f"{model.__name__}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True)
+        + "\n"
+        for model in MODELS
+    }
+
+
+def write(directory: Path = JSON_DIR) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in rendered().items():
+        path = directory / name
+        path.write_text(text)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for path in write():
+        print(path)
+    sys.exit(0)
