@@ -1,0 +1,206 @@
+"""The simulated shop: exact expectations, persona signal, delays, reproducibility,
+learnability in-process, and the HTTP driver against a fake service."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from learnloop.simulator import ACTIONS, PERSONAS, Shop, render_report, run_in_process, run_simulation
+from learnloop.simulator.driver import Ledger
+from learnloop.simulator.shop import BASKET_ADD_DELAY, lognormal_cdf
+
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def shop() -> Shop:
+    return Shop(seed=7)
+
+
+@pytest.fixture(scope="module")
+def visits(shop: Shop) -> list[Any]:
+    return list(shop.visits(START, 4000))
+
+
+def test_oracle_is_at_least_every_action(shop: Shop, visits: list[Any]) -> None:
+    for visit in visits:
+        rewards = shop.expected_rewards(visit)
+        assert set(rewards) == set(ACTIONS)
+        assert all(0.0 <= r <= 3.0 for r in rewards.values())
+        assert shop.oracle(visit) >= max(rewards.values()) - 1e-12
+        assert shop.uniform(visit) <= shop.oracle(visit)
+
+
+def test_uniform_is_clearly_below_the_oracle(shop: Shop, visits: list[Any]) -> None:
+    uniform = statistics.fmean(shop.uniform(v) for v in visits)
+    oracle = statistics.fmean(shop.oracle(v) for v in visits)
+    assert 0.6 <= uniform <= 1.0
+    assert oracle >= 1.9
+    assert oracle - uniform >= 0.9
+
+
+def test_no_single_action_is_good_enough(shop: Shop, visits: list[Any]) -> None:
+    """Context matters: the best fixed action stays far from the oracle."""
+    oracle = statistics.fmean(shop.oracle(v) for v in visits)
+    best_fixed = max(statistics.fmean(shop.expected_reward(v, a) for v in visits) for a in ACTIONS)
+    assert oracle - best_fixed >= 0.6
+
+
+def test_every_persona_has_its_own_best_action(shop: Shop, visits: list[Any]) -> None:
+    best: dict[str, set[str]] = defaultdict(set)
+    for visit in visits:
+        rewards = shop.expected_rewards(visit)
+        best[visit.persona].add(max(rewards, key=rewards.__getitem__))
+    assert set(best) == set(PERSONAS)
+    assert best["builder"] == {"trending"}
+    assert best["shop_owner"] == {"bestsellers"}
+    assert {"category1", "category2"} <= best["consultant"]
+
+
+@pytest.mark.parametrize(
+    ("feature", "persona", "others_below"),
+    [
+        ("recruits", "builder", 2.0),
+        ("orders_for_others_share", "consultant", 0.3),
+        ("avg_basket", "shop_owner", 250.0),
+    ],
+)
+def test_behavioural_features_carry_the_persona(
+    visits: list[Any], feature: str, persona: str, others_below: float
+) -> None:
+    by_persona: dict[str, list[float]] = defaultdict(list)
+    for visit in visits:
+        by_persona[visit.persona].append(float(visit.features[feature]))
+    mine = statistics.fmean(by_persona[persona])
+    for other, values in by_persona.items():
+        if other != persona:
+            assert statistics.fmean(values) < others_below < mine, (other, feature)
+
+
+def test_visitors_are_anonymous(visits: list[Any]) -> None:
+    for visit in visits:
+        if visit.persona == "visitor":
+            assert visit.shopper.user_id is None
+            assert visit.features["logged_in"] is False
+
+
+def test_delays_put_some_outcomes_after_the_window(shop: Shop, visits: list[Any]) -> None:
+    outcomes = [o for v in visits for o in shop.outcomes(v, "bestsellers")]
+    late = sum(o.delay > shop.window_seconds for o in outcomes) / len(outcomes)
+    assert 0.03 < late < 0.2
+    basket_late = 1 - lognormal_cdf(shop.window_seconds, *BASKET_ADD_DELAY)
+    assert 0.1 < basket_late < 0.25
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_expected_reward_matches_sampled_outcomes(shop: Shop, visits: list[Any], action: str) -> None:
+    """The analytic expectation and the sampled, window-cut rewards agree."""
+    expected = statistics.fmean(shop.expected_reward(v, action) for v in visits)
+    realised = statistics.fmean(shop.realised_reward(shop.outcomes(v, action)) for v in visits)
+    assert abs(expected - realised) < 0.08  # ~4 standard errors at 4,000 visits
+
+
+def test_same_seed_same_stream() -> None:
+    def stream(seed: int) -> list[tuple[Any, ...]]:
+        s = Shop(seed=seed)
+        return [
+            (v.timestamp, v.session_id, v.shopper.user_id, dict(v.features), s.outcomes(v, "trending"))
+            for v in s.visits(START, 300)
+        ]
+
+    assert stream(3) == stream(3)
+    assert stream(3) != stream(4)
+
+
+def test_visits_advance_event_time(visits: list[Any]) -> None:
+    gaps = [(b.timestamp - a.timestamp).total_seconds() for a, b in zip(visits, visits[1:])]
+    assert min(gaps) >= 0.05 - 1e-9 and max(gaps) <= 0.2 + 1e-9
+
+
+def test_ledger_releases_outcomes_in_event_time_order(shop: Shop, visits: list[Any]) -> None:
+    ledger = Ledger(shop, decisions=len(visits), seed=7)
+    for visit in visits:
+        ledger.record(visit, "bestsellers", f"e{visit.index}")
+    cut = visits[len(visits) // 2].timestamp
+    early, rest = ledger.due(cut), ledger.due()
+    times = [datetime.fromisoformat(o["timestamp"]) for o in early + rest]
+    assert times == sorted(times) and all(t <= cut for t in times[: len(early)])
+    assert len(times) == ledger.outcomes
+    session_only = sum("event_id" not in o for o in early + rest) / len(times)
+    assert 0.05 < session_only < 0.15
+    report = ledger.report()
+    assert report.scored_decisions == len(visits) // 4
+    assert report.learned_expected == pytest.approx(
+        statistics.fmean(shop.expected_reward(v, "bestsellers") for v in visits[-len(visits) // 4 :])
+    )
+
+
+def test_vw_learns_the_shop_with_delayed_feedback() -> None:
+    """Seeded: default VW args with the service's delays close >= 40% of the gap."""
+    report = run_in_process("--cb_explore_adf --squarecb -q ::", decisions=5000, seed=7)
+    assert report.oracle_expected - report.uniform_expected > 0.9
+    assert report.gap_closed >= 0.4, report
+
+
+class FakeService:
+    """Answers decisions with a seeded random action; checks event-time discipline."""
+
+    def __init__(self) -> None:
+        self.stream_time = datetime.min.replace(tzinfo=UTC)
+        self.decisions: dict[str, datetime] = {}
+        self.sessions: dict[str, datetime] = {}
+        self.outcomes: list[dict[str, Any]] = []
+        self.sent_after_close = 0
+        self.count = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/metrics":
+            return httpx.Response(200, text='learnloop_late_outcomes_total{dp="home_products"} 5.0\n')
+        if request.method == "GET":
+            return httpx.Response(404, json={"detail": "no model yet"})
+        body = json.loads(request.content)
+        if request.url.path == "/v1/decisions":
+            assert request.headers["authorization"] == "Bearer k"
+            at = datetime.fromisoformat(body["timestamp"])
+            self.count += 1
+            event_id = f"d{self.count}"
+            self.decisions[event_id] = at
+            self.sessions[body["context"]["session_id"]] = at
+            self.stream_time = max(self.stream_time, at)
+            action = ACTIONS[self.count % len(ACTIONS)]
+            return httpx.Response(200, json={"event_id": event_id, "action_id": action})
+        for outcome in body:
+            at = datetime.fromisoformat(outcome["timestamp"])
+            decided = self.decisions.get(outcome.get("event_id", "")) or self.sessions.get(
+                outcome.get("session_id", "")
+            )
+            if decided is not None:
+                deadline = decided + timedelta(seconds=20)
+                if at <= deadline and self.stream_time > deadline:
+                    self.sent_after_close += 1  # an in-window outcome would be counted late
+            self.stream_time = max(self.stream_time, at)
+            self.outcomes.append(outcome)
+        return httpx.Response(202, json={"accepted": len(body)})
+
+
+async def test_driver_sends_decisions_then_outcomes_in_event_time() -> None:
+    fake = FakeService()
+    report = await run_simulation(
+        "http://sim.test", decisions=800, seed=5, concurrency=16, start=START,
+        progress=False, client_key="k", transport=httpx.MockTransport(fake),
+    )
+    assert report.decisions == 800 and report.http_errors == 0
+    assert report.outcomes_sent == len(fake.outcomes) - 1  # all but the clock tick
+    assert fake.outcomes[-1]["type"] == "clock_tick"
+    assert fake.sent_after_close == 0
+    assert report.outcomes_late > 0 and report.expected_defaults > 0
+    assert report.service_late_outcomes == 5.0
+    assert report.service_examples_learned is None
+    assert render_report(report).row_count >= 10
