@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# Public, so it protects nothing: production must set LEARNLOOP_PSEUDONYM_KEY.
+DEVELOPMENT_PSEUDONYM_KEY = "learnloop-development-pseudonym-key"
 
 
 class Settings(BaseSettings):
@@ -22,6 +26,9 @@ class Settings(BaseSettings):
     # Security: keys are optional in development, required in production.
     admin_api_key: SecretStr | None = None
     client_api_keys: tuple[SecretStr, ...] = ()
+    # HMAC key that turns user ids into pseudonyms before they are logged. Changing it
+    # breaks the link between old and new pseudonyms of the same user.
+    pseudonym_key: SecretStr = SecretStr(DEVELOPMENT_PSEUDONYM_KEY)
 
     # HTTP limits.
     max_body_bytes: int = 1024 * 1024
@@ -43,11 +50,41 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = "learnloop."
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every Redis key and channel (unique-key index, models, decision points).
+    redis_prefix: str = "learnloop:"
+    # Partitions per topic (the join inputs must all have the same count) and replicas.
+    kafka_partitions: Annotated[int, Field(ge=1)] = 6
+    kafka_replication: Annotated[int, Field(ge=1)] = 1
+    # Idempotent producer; tansu (the test broker) refuses it: set false there.
+    kafka_idempotence: bool = True
+    kafka_linger_ms: Annotated[int, Field(ge=0)] = 5
+    # Producer batch size in bytes; tansu miscounts end offsets of multi-record batches,
+    # so tests against it use a tiny value (one record per batch), see docs/distributed.md.
+    kafka_max_batch_bytes: Annotated[int, Field(ge=1)] = 16384
+    # Start-up: give up on an unreachable Kafka or Redis after this long.
+    connect_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # How long the Redis unique-key index remembers an appended record (idempotent retries).
+    unique_key_ttl_seconds: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
+    # Model versions kept per decision point in the Redis model store.
+    model_keep_versions: Annotated[int, Field(ge=2)] = 5
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:
         if self.environment == "production" and self.admin_api_key is None:
             raise ValueError(
                 "LEARNLOOP_ADMIN_API_KEY must be set when LEARNLOOP_ENVIRONMENT=production"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_public_pseudonym_key(self) -> Settings:
+        if (
+            self.environment == "production"
+            and self.pseudonym_key.get_secret_value() == DEVELOPMENT_PSEUDONYM_KEY
+        ):
+            raise ValueError(
+                "LEARNLOOP_PSEUDONYM_KEY must be set to a secret value when "
+                "LEARNLOOP_ENVIRONMENT=production (the development default is public, so "
+                "logged user pseudonyms could be reversed by guessing user ids)"
             )
         return self

@@ -78,7 +78,7 @@ async def test_restart_mid_loop_joins_and_learns_everything_exactly_once(tmp_pat
     traffic.base_url = first.url
     await traffic.run(0, 400, concurrency=16)  # event time 0..100 s: most windows closed
     release_before = await wait_for_release(first.url, minimum_examples=1)
-    await kill_mid_load(first, traffic, 600, 100_000, kill_after=600)
+    await kill_mid_load(first, traffic, traffic.sent, 100_000, kill_after=600)
 
     second = ServiceProcess(data, env=env).start()
     traffic.base_url = second.url
