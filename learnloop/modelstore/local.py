@@ -1,0 +1,180 @@
+"""Model store on local disk: the embedded mode's model store.
+
+Layout, one directory per decision point::
+
+    root/
+      home_products/
+        00000041.vw        model bytes of release 41
+        00000042.vw        model bytes of release 42
+        manifest.json      the current ModelRelease (points at 00000042.vw)
+
+``publish`` makes the model file durable first (temp file, fsync, rename,
+fsync the directory) and only then swaps the manifest the same way, so a
+reader -- another process polling ``current()`` -- never sees a manifest that
+names a missing or half-written model. The newest ``keep`` model files are
+kept (so a reader that just read the previous manifest can still load it);
+older ones are deleted.
+
+One writer per root: ``publish`` refuses a version that is not newer than the
+current one (two learners writing the same directory is a misconfiguration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import threading
+import uuid
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from learnloop.errors import Conflict, InvalidInput, NotFound, Unavailable
+from schemas.events import ModelRelease
+
+MANIFEST = "manifest.json"
+_MODEL_FILE = re.compile(r"^(\d{8,})\.vw$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+_TMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable (POSIX needs the directory fsynced)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that the path holds either the old or the whole new content."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+
+
+class LocalModelStore:
+    """Versioned VW models and a manifest per decision point under ``root``.
+
+    Parameters
+    ----------
+    root:
+        Directory holding one sub-directory per decision point; created if missing.
+    keep:
+        How many model files to keep per decision point (at least 2, so the
+        previous model stays loadable while readers switch).
+    """
+
+    def __init__(self, root: Path, keep: int = 5) -> None:
+        if keep < 2:
+            raise InvalidInput(f"keep={keep}: keep at least 2 model files per decision point")
+        self.root = Path(root)
+        self.keep = keep
+        self._write_lock = threading.Lock()
+        # decision point -> ((st_ino, st_mtime_ns, st_size), release): current() is polled often.
+        self._cache: dict[str, tuple[tuple[int, int, int], ModelRelease]] = {}
+
+    def _dir(self, decision_point: str) -> Path:
+        if not _SAFE_NAME.match(decision_point) or decision_point in {".", ".."}:
+            raise InvalidInput(
+                f"decision point name {decision_point!r} cannot be a directory name: "
+                "use letters, digits, '_', '.', '-'"
+            )
+        return self.root / decision_point
+
+    def model_path(self, decision_point: str, version: int) -> Path:
+        """Where the model file of ``version`` lives (it may have been pruned)."""
+        return self._dir(decision_point) / f"{version:08d}.vw"
+
+    async def publish(self, release: ModelRelease, model: bytes) -> ModelRelease:
+        """Write the model, then swap the manifest; returns the release with its location."""
+        return await asyncio.to_thread(self._publish_sync, release, model)
+
+    def _publish_sync(self, release: ModelRelease, model: bytes) -> ModelRelease:
+        directory = self._dir(release.decision_point)
+        with self._write_lock:
+            directory.mkdir(parents=True, exist_ok=True)
+            current = self._read_manifest(release.decision_point)
+            if current is not None and release.version <= current.version:
+                raise Conflict(
+                    f"model release {release.decision_point} v{release.version} is not newer than "
+                    f"the current v{current.version}: is another learner writing to {self.root}?"
+                )
+            path = self.model_path(release.decision_point, release.version)
+            _write_atomic(path, model)  # 1. model bytes durable
+            stored = release.model_copy(update={"model_location": path.resolve().as_uri()})
+            _write_atomic(directory / MANIFEST, stored.model_dump_json().encode())  # 2. swap
+            self._prune(directory, release.version)
+            return stored
+
+    def _prune(self, directory: Path, current_version: int) -> None:
+        """Delete model files beyond the newest ``keep`` and temp files left by crashes."""
+        versions: list[int] = []
+        for entry in os.scandir(directory):
+            match = _MODEL_FILE.match(entry.name)
+            if match:
+                versions.append(int(match.group(1)))
+            elif entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX):
+                # Only the writer (we hold the lock) creates temp files: these are crash debris.
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        versions.sort(reverse=True)
+        for version in versions[self.keep :]:
+            if version != current_version:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(directory / f"{version:08d}.vw")
+
+    async def current(self, decision_point: str) -> ModelRelease | None:
+        """The current release; the manifest is re-parsed only when its file changed."""
+        return self._read_manifest(decision_point)
+
+    def _read_manifest(self, decision_point: str) -> ModelRelease | None:
+        path = self._dir(decision_point) / MANIFEST
+        try:
+            # Open first, then fstat the open file: the key and the bytes belong to one inode.
+            with open(path, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                key = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+                cached = self._cache.get(decision_point)
+                if cached is not None and cached[0] == key:
+                    return cached[1]
+                data = handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise Unavailable(f"cannot read model manifest {path}: {exc}") from exc
+        try:
+            release = ModelRelease.model_validate_json(data)
+        except ValidationError as exc:
+            raise Unavailable(
+                f"model manifest {path} is not a valid model release ({exc.error_count()} errors): "
+                "restore it from the previous model file or delete the directory to start fresh"
+            ) from exc
+        self._cache[decision_point] = (key, release)
+        return release
+
+    async def load(self, release: ModelRelease) -> bytes:
+        """The model bytes of ``release``, found by decision point and version under ``root``."""
+        path = self.model_path(release.decision_point, release.version)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except FileNotFoundError as exc:
+            raise NotFound(
+                f"model {release.decision_point} v{release.version} is not in {path.parent} "
+                f"(only the newest {self.keep} are kept): read current() again and load that"
+            ) from exc
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,416 @@
+"""The online learner's core: one incremental VW model per decision point.
+
+Pure with respect to the outside world: no log, no store, no clock. A runner
+feeds it joined examples with the log offset each came from, asks
+``due_releases(now)`` which models should be published, snapshots them with
+``make_release`` and, once the store has them, tells it ``mark_released``
+(see :func:`online_learner.releases.publish_due` for the commit order).
+
+Exactly once, relative to the model: an example is learned only if its offset
+is greater than the last offset applied for its decision point (offsets of one
+decision point are strictly increasing in the log) and its ``event_id`` is not
+in a bounded memory of recently seen ids (a duplicate written at another
+offset). A restored release carries ``last_offset``, so replaying the log from
+there relearns exactly what the stored model lacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import get_args
+
+from learnloop import featurizer
+from learnloop.errors import InvalidInput, NotFound
+from learnloop.policy import VWPolicy
+from schemas.config import DecisionPointConfig
+from schemas.events import CloseReason, JoinedExample, ModelRelease
+from schemas.features import Action, Context
+
+logger = logging.getLogger(__name__)
+
+ConfigSource = Callable[[str], DecisionPointConfig | None] | Mapping[str, DecisionPointConfig]
+CLOSE_REASONS: tuple[str, ...] = get_args(CloseReason)
+
+
+def same_vw_args(left: str, right: str) -> bool:
+    """Whether two VW argument strings are the same setting (whitespace aside).
+
+    >>> same_vw_args("--cb_explore_adf  -q ::", " --cb_explore_adf -q ::")
+    True
+    """
+    return left.split() == right.split()
+
+
+class CachedFeaturizer:
+    """:func:`learnloop.featurizer.example` with a memory of lines already built.
+
+    Candidate actions repeat from decision to decision, and so do most
+    contexts (page, persona, region...), so remembering their VW lines removes
+    most of the featurizing cost from the learn path. Keys use ``repr`` of the
+    features: exact for strings, numbers and booleans (``True`` and ``1.0`` are
+    equal in Python but featurize differently, their reprs differ).
+
+    >>> from schemas import Action, Context
+    >>> cached = CachedFeaturizer()
+    >>> ctx, acts = Context(features={"page": "home"}), [Action(id="a", features={"new": True})]
+    >>> cached.example(ctx, "visitor", acts) == featurizer.example(ctx, "visitor", acts)
+    True
+    """
+
+    def __init__(self, max_size: int = 50_000) -> None:
+        self.max_size = max_size
+        self._shared: dict[tuple[str, str], str] = {}
+        self._actions: dict[tuple[str, str], str] = {}
+
+    def example(self, context: Context, persona: str, actions: Sequence[Action]) -> list[str]:
+        """The same lines as :func:`learnloop.featurizer.example`."""
+        shared_key = (persona, repr(context.features))
+        shared = self._shared.get(shared_key)
+        if shared is None:
+            if len(self._shared) >= self.max_size:
+                self._shared.clear()  # many distinct contexts: start over rather than grow
+            shared = self._shared[shared_key] = featurizer.shared_line(context, persona)
+        lines = [shared]
+        cache = self._actions
+        for action in actions:
+            key = (action.id, repr(action.features))
+            line = cache.get(key)
+            if line is None:
+                if len(cache) >= self.max_size:
+                    cache.clear()
+                line = cache[key] = featurizer.action_line(action)
+            lines.append(line)
+        return lines
+
+
+@dataclass(slots=True)
+class _Model:
+    """One VW workspace and what it has learned since it was created (or restored)."""
+
+    policy: VWPolicy
+    generation: int
+    examples_learned: int = 0
+    released_examples: int = 0  # examples_learned at the last release of this model
+    ips_sum: float = 0.0
+    ips_samples: int = 0
+
+
+@dataclass(slots=True)
+class _DecisionPointState:
+    """Everything the learner tracks for one decision point."""
+
+    model: _Model
+    config_vw_args: str  # raw config string last checked against the model (fast path)
+    version: int = 0  # last published version
+    last_offset: int = -1
+    examples_total: int = 0  # across models: the denominator of reward_mean
+    reward_sum: float = 0.0
+    reward_recent: float = 0.0
+    close_reasons: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CLOSE_REASONS, 0))
+    duplicates_skipped: int = 0
+    invalid_skipped: int = 0
+    fresh_models: int = 0  # times a vw_args change started a new model
+    window_examples: int = 0  # throughput since the last snapshot
+    window_seconds: float = 0.0
+    learn_per_second: float = 0.0
+    release_clock: float | None = None  # monotonic time of the last release (or first wait)
+    in_flight: tuple[int, int, int] | None = None  # (version, generation, examples) snapshot
+
+
+class OnlineLearner:
+    """Learns joined examples into one VW model per decision point and decides when to release.
+
+    Parameters
+    ----------
+    configs:
+        The decision points' configurations, as a mapping or a lookup function
+        (returning ``None`` or raising ``KeyError``/``NotFound`` for unknown names).
+        Looked up on every example, so a changed ``vw_args`` (a promotion) is
+        seen at once and starts a fresh model.
+    release_every_examples, release_every_seconds:
+        A model with new examples is due when either many examples arrived or
+        enough time passed since its last release.
+    dedupe_window:
+        How many recent event ids are remembered to skip duplicates that arrive
+        at a different offset.
+    ips_every:
+        Compute the progressive-validation IPS metric on every n-th learned
+        example (a VW predict costs about as much as a learn; 1 = every example).
+    recent_weight:
+        Weight of the newest reward in the exponentially weighted ``reward_recent``.
+    timer:
+        Measures learn time for the throughput metric only (never for decisions).
+    """
+
+    def __init__(
+        self,
+        configs: ConfigSource,
+        release_every_examples: int = 200,
+        release_every_seconds: float = 1.0,
+        dedupe_window: int = 100_000,
+        ips_every: int = 8,
+        recent_weight: float = 0.01,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if release_every_examples < 1 or release_every_seconds <= 0:
+            raise InvalidInput("release_every_examples must be >= 1 and release_every_seconds > 0")
+        if dedupe_window < 1 or ips_every < 1 or not 0 < recent_weight <= 1:
+            raise InvalidInput("dedupe_window and ips_every must be >= 1, recent_weight in (0, 1]")
+        self.configs = configs
+        self.release_every_examples = release_every_examples
+        self.release_every_seconds = release_every_seconds
+        self.dedupe_window = dedupe_window
+        self.ips_every = ips_every
+        self.recent_weight = recent_weight
+        self.timer = timer
+        self._states: dict[str, _DecisionPointState] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._featurizer = CachedFeaturizer()
+        self._generations = 0
+        self.unknown_skipped = 0  # examples for decision points without a config
+        # Looked up once per example: bind the lookup once, not an isinstance per call.
+        self._config: Callable[[str], DecisionPointConfig | None] = (
+            configs.get if isinstance(configs, Mapping) else self._call_configs
+        )
+
+    # -- configuration and models -------------------------------------------------
+
+    def _call_configs(self, decision_point: str) -> DecisionPointConfig | None:
+        try:
+            return self.configs(decision_point)  # type: ignore[operator]  # not a Mapping here
+        except (KeyError, NotFound):
+            return None
+
+    def _new_model(self, policy: VWPolicy) -> _Model:
+        self._generations += 1
+        return _Model(policy=policy, generation=self._generations)
+
+    def restore(self, release: ModelRelease, model: bytes) -> None:
+        """Continue from a published release: its model, version, offset and counters."""
+        policy = VWPolicy(release.vw_args, model)
+        restored = self._new_model(policy)
+        restored.examples_learned = restored.released_examples = release.examples_learned
+        m = release.metrics
+        restored.ips_samples = int(m.get("ips_samples", 0))
+        restored.ips_sum = m.get("ips_reward", 0.0) * restored.ips_samples
+        total = int(m.get("examples_total", release.examples_learned))
+        old = self._states.pop(release.decision_point, None)
+        if old is not None:
+            old.model.policy.close()
+        self._states[release.decision_point] = _DecisionPointState(
+            model=restored,
+            config_vw_args=release.vw_args,
+            version=release.version,
+            last_offset=release.last_offset,
+            examples_total=total,
+            reward_sum=m.get("reward_mean", 0.0) * total,
+            reward_recent=m.get("reward_recent", 0.0),
+            close_reasons={r: int(m.get(f"close_{r}", 0)) for r in CLOSE_REASONS},
+            duplicates_skipped=int(m.get("duplicates_skipped", 0)),
+            invalid_skipped=int(m.get("invalid_skipped", 0)),
+            fresh_models=int(m.get("fresh_models", 0)),
+        )
+
+    def _state_for(self, decision_point: str, config: DecisionPointConfig) -> _DecisionPointState:
+        """The decision point's state, with a fresh model if none exists or vw_args changed."""
+        state = self._states.get(decision_point)
+        if state is None:
+            state = _DecisionPointState(
+                model=self._new_model(VWPolicy(config.vw_args)), config_vw_args=config.vw_args
+            )
+            self._states[decision_point] = state
+        elif config.vw_args != state.config_vw_args:
+            state.config_vw_args = config.vw_args
+            if not same_vw_args(config.vw_args, state.model.policy.vw_args):
+                logger.info(
+                    "decision point %s: vw_args changed from %r to %r, starting a fresh model",
+                    decision_point,
+                    state.model.policy.vw_args,
+                    config.vw_args,
+                )
+                state.model.policy.close()
+                state.model = self._new_model(VWPolicy(config.vw_args))
+                state.fresh_models += 1
+        return state
+
+    def policy(self, decision_point: str) -> VWPolicy | None:
+        """The live model of a decision point, for inspection (do not learn on it directly)."""
+        state = self._states.get(decision_point)
+        return None if state is None else state.model.policy
+
+    # -- learning -----------------------------------------------------------------
+
+    def _remember(self, event_id: str) -> None:
+        self._seen[event_id] = None
+        if len(self._seen) > self.dedupe_window:
+            self._seen.popitem(last=False)
+
+    def learn(self, example: JoinedExample, offset: int) -> bool:
+        """Learn one joined example read at ``offset``; ``False`` if it was skipped.
+
+        Skipped, and counted: offsets already applied, event ids seen recently,
+        examples VW cannot learn (a probability outside (0, 1], a chosen index
+        outside the actions), and decision points without a configuration.
+        """
+        decision = example.decision
+        decision_point = decision.decision_point
+        state = self._states.get(decision_point)
+        if state is not None and offset <= state.last_offset:
+            # Already in the model. Remember the id: a restart replays from an earlier
+            # offset, and these skips rebuild the duplicate memory for what follows.
+            state.duplicates_skipped += 1
+            self._remember(example.event_id)
+            return False
+        config = self._config(decision_point)
+        if config is None:
+            self.unknown_skipped += 1
+            if self.unknown_skipped % 10_000 == 1:
+                logger.warning(
+                    "skipping examples of unconfigured decision point %r", decision_point
+                )
+            return False
+        if state is None or config.vw_args != state.config_vw_args:
+            state = self._state_for(decision_point, config)
+        state.last_offset = offset
+        if example.event_id in self._seen:
+            state.duplicates_skipped += 1
+            return False
+        self._remember(example.event_id)
+        index, probabilities = decision.chosen_index, decision.probabilities
+        probability = probabilities[index] if 0 <= index < len(probabilities) else 0.0
+        if not 0.0 < probability <= 1.0 or len(probabilities) != len(decision.actions):
+            state.invalid_skipped += 1  # VW would divide by it: unlearnable
+            return False
+
+        started = self.timer()
+        model = state.model
+        reward = example.reward
+        lines = self._featurizer.example(decision.context, decision.persona, decision.actions)
+        if model.examples_learned % self.ips_every == 0:
+            # Progressive validation: score the example before the model learns it.
+            pmf = model.policy.predict_lines(lines)
+            total = sum(pmf)
+            if total > 0:
+                model.ips_sum += reward * (pmf[index] / total) / probability
+                model.ips_samples += 1
+        model.policy.learn_lines(featurizer.labelled(lines, index, reward, probability))
+        model.examples_learned += 1
+
+        state.examples_total += 1
+        state.reward_sum += reward
+        if state.examples_total == 1:
+            state.reward_recent = reward
+        else:
+            state.reward_recent += self.recent_weight * (reward - state.reward_recent)
+        state.close_reasons[example.close_reason] += 1
+        state.window_examples += 1
+        state.window_seconds += self.timer() - started
+        return True
+
+    # -- releases -----------------------------------------------------------------
+
+    def pending(self, decision_point: str) -> int:
+        """Examples the live model learned since its last release."""
+        state = self._states.get(decision_point)
+        if state is None:
+            return 0
+        return state.model.examples_learned - state.model.released_examples
+
+    def due_releases(self, now_monotonic: float) -> list[str]:
+        """Decision points whose model has new examples and whose release is due.
+
+        Due when ``release_every_examples`` examples are pending, or when
+        ``release_every_seconds`` passed since the last release. A model never
+        released yet starts its timer at the first call that sees it pending.
+        """
+        due: list[str] = []
+        for name, state in self._states.items():
+            pending = state.model.examples_learned - state.model.released_examples
+            if pending <= 0:
+                continue
+            if state.release_clock is None:
+                state.release_clock = now_monotonic
+            waited = now_monotonic - state.release_clock
+            if pending >= self.release_every_examples or waited >= self.release_every_seconds:
+                due.append(name)
+        return due
+
+    def _require(self, decision_point: str) -> _DecisionPointState:
+        state = self._states.get(decision_point)
+        if state is None:
+            raise NotFound(f"the online learner has no model for decision point {decision_point!r}")
+        return state
+
+    def metrics(self, decision_point: str) -> dict[str, float]:
+        """The decision point's counters, as stored in ``ModelRelease.metrics``."""
+        state = self._require(decision_point)
+        model = state.model
+        total = state.examples_total
+        metrics = {
+            "examples_total": float(total),
+            "reward_mean": state.reward_sum / total if total else 0.0,
+            "reward_recent": state.reward_recent,
+            "ips_reward": model.ips_sum / model.ips_samples if model.ips_samples else 0.0,
+            "ips_samples": float(model.ips_samples),
+            "duplicates_skipped": float(state.duplicates_skipped),
+            "invalid_skipped": float(state.invalid_skipped),
+            "fresh_models": float(state.fresh_models),
+            "learn_per_second": (
+                state.window_examples / state.window_seconds
+                if state.window_seconds > 0
+                else state.learn_per_second
+            ),
+        }
+        for reason, count in state.close_reasons.items():
+            metrics[f"close_{reason}"] = float(count)
+        return metrics
+
+    def make_release(self, decision_point: str, now: datetime) -> tuple[ModelRelease, bytes]:
+        """Snapshot the decision point's model as the next release (not yet published).
+
+        ``model_location`` is left empty: the store fills it in.
+        """
+        state = self._require(decision_point)
+        model = state.model
+        version = state.version + 1
+        data = model.policy.to_bytes()
+        metrics = self.metrics(decision_point)
+        state.learn_per_second = metrics["learn_per_second"]
+        state.window_examples, state.window_seconds = 0, 0.0  # next window starts now
+        release = ModelRelease(
+            event_id=f"{decision_point}-v{version}",
+            timestamp=now,
+            decision_point=decision_point,
+            version=version,
+            vw_args=model.policy.vw_args,
+            model_location="",
+            examples_learned=model.examples_learned,
+            last_offset=state.last_offset,
+            metrics=metrics,
+        )
+        state.in_flight = (version, model.generation, model.examples_learned)
+        return release, data
+
+    def mark_released(self, release: ModelRelease, now_monotonic: float) -> None:
+        """Record that ``release`` (from ``make_release``) is now the store's current release."""
+        state = self._require(release.decision_point)
+        state.version = max(state.version, release.version)
+        state.release_clock = now_monotonic
+        if state.in_flight is not None and state.in_flight[0] == release.version:
+            _, generation, examples = state.in_flight
+            # Examples learned while the store was writing stay pending; a model that
+            # was replaced meanwhile (vw_args change) keeps all its examples pending.
+            if generation == state.model.generation:
+                state.model.released_examples = examples
+            state.in_flight = None
+
+    def close(self) -> None:
+        """Free every VW workspace."""
+        for state in self._states.values():
+            state.model.policy.close()
+        self._states.clear()
