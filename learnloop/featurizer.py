@@ -6,7 +6,7 @@ Pure: no I/O, no clock. Namespaces follow :mod:`schemas.vw_layout`.
 >>> lines = example(Context(features={"page": "home", "hour": 9}), "builder",
 ...                 [Action(id="bestsellers"), Action(id="trending", features={"new": True})])
 >>> lines[0]
-'shared |c page=home hour:9 |u persona=builder'
+'shared |c page=home hour:9.0 |u persona=builder'
 >>> lines[2]
 '|a id=trending new=true'
 >>> labelled(lines, chosen_index=1, reward=3.0, probability=0.25)[2]
@@ -56,6 +56,48 @@ def action_line(action: Action) -> str:
 def example(context: Context, persona: str, actions: Sequence[Action]) -> list[str]:
     """A multi-line ADF example for prediction."""
     return [shared_line(context, persona), *(action_line(a) for a in actions)]
+
+
+class CachedFeaturizer:
+    """:func:`example` with a memory of lines already built.
+
+    Candidate actions repeat from decision to decision, and so do most
+    contexts (page, persona, region...), so remembering their VW lines removes
+    most of the featurizing cost from the learn path. Keys use ``repr`` of the
+    features: exact for strings, numbers and booleans (``True`` and ``1.0`` are
+    equal in Python but featurize differently, their reprs differ).
+
+    >>> from schemas import Action, Context
+    >>> cached = CachedFeaturizer()
+    >>> ctx, acts = Context(features={"page": "home"}), [Action(id="a", features={"new": True})]
+    >>> cached.example(ctx, "visitor", acts) == example(ctx, "visitor", acts)
+    True
+    """
+
+    def __init__(self, max_size: int = 50_000) -> None:
+        self.max_size = max_size
+        self._shared: dict[tuple[str, str], str] = {}
+        self._actions: dict[tuple[str, str], str] = {}
+
+    def example(self, context: Context, persona: str, actions: Sequence[Action]) -> list[str]:
+        """The same lines as :func:`example`."""
+        shared_key = (persona, repr(context.features))
+        shared = self._shared.get(shared_key)
+        if shared is None:
+            if len(self._shared) >= self.max_size:
+                self._shared.clear()  # many distinct contexts: start over rather than grow
+            shared = self._shared[shared_key] = shared_line(context, persona)
+        lines = [shared]
+        cache = self._actions
+        for action in actions:
+            key = (action.id, repr(action.features))
+            line = cache.get(key)
+            if line is None:
+                if len(cache) >= self.max_size:
+                    cache.clear()
+                line = cache[key] = action_line(action)
+            lines.append(line)
+        return lines
 
 
 def labelled(lines: Sequence[str], chosen_index: int, reward: float, probability: float) -> list[str]:

@@ -30,6 +30,9 @@ from schemas.events import DecisionEvent
 from schemas.features import Action, Context
 
 
+_CB_LABEL = vowpalwabbit.LabelType.CONTEXTUAL_BANDIT
+
+
 class Policy(ABC):
     """Scores candidate actions for a context; learns from joined examples."""
 
@@ -78,18 +81,33 @@ class VWPolicy(Policy):
                 self._ws = vowpalwabbit.Workspace(f"--quiet -i {path}")
 
     def _predict(self, context: Context, persona: str, actions: Sequence[Action]) -> list[float]:
-        return list(self._ws.predict(featurizer.example(context, persona, actions)))
+        return self.predict_lines(featurizer.example(context, persona, actions))
 
     def predict_lines(self, lines: list[str]) -> list[float]:
-        """Raw VW prediction on prebuilt text lines (benchmarks)."""
-        return list(self._ws.predict(lines))
+        """VW's distribution over the actions of prebuilt text lines.
+
+        Parsing explicitly and reading the scores off the parsed examples is about
+        a third faster than ``Workspace.predict(list_of_str)`` and gives the same pmf.
+        """
+        examples = self._ws.parse(lines, _CB_LABEL)
+        try:
+            self._ws.predict(examples)
+            return list(examples[0].get_action_scores())
+        finally:
+            self._ws.finish_example(examples)
 
     def _learn(self, decision: DecisionEvent, reward: float) -> None:
-        self._ws.learn(featurizer.training_example(decision, reward))
+        self.learn_lines(featurizer.training_example(decision, reward))
 
-    def learn_lines(self, lines: list[str]) -> None:
-        """Raw VW learn on prebuilt labelled lines (benchmarks, replays)."""
-        self._ws.learn(lines)
+    def learn_lines(self, lines: list[str]) -> list[float]:
+        """Learn prebuilt labelled lines; return the pmf the model gave *before* this
+        update (VW predicts on the way into learn), so progressive validation is free."""
+        examples = self._ws.parse(lines, _CB_LABEL)
+        try:
+            self._ws.learn(examples)
+            return list(examples[0].get_action_scores())
+        finally:
+            self._ws.finish_example(examples)
 
     def to_bytes(self) -> bytes:
         """The model file's bytes (VW saves to a path only)."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import get_args
@@ -29,7 +29,6 @@ from learnloop.errors import InvalidInput, NotFound
 from learnloop.policy import VWPolicy
 from schemas.config import DecisionPointConfig
 from schemas.events import CloseReason, JoinedExample, ModelRelease
-from schemas.features import Action, Context
 
 logger = logging.getLogger(__name__)
 
@@ -44,48 +43,6 @@ def same_vw_args(left: str, right: str) -> bool:
     True
     """
     return left.split() == right.split()
-
-
-class CachedFeaturizer:
-    """:func:`learnloop.featurizer.example` with a memory of lines already built.
-
-    Candidate actions repeat from decision to decision, and so do most
-    contexts (page, persona, region...), so remembering their VW lines removes
-    most of the featurizing cost from the learn path. Keys use ``repr`` of the
-    features: exact for strings, numbers and booleans (``True`` and ``1.0`` are
-    equal in Python but featurize differently, their reprs differ).
-
-    >>> from schemas import Action, Context
-    >>> cached = CachedFeaturizer()
-    >>> ctx, acts = Context(features={"page": "home"}), [Action(id="a", features={"new": True})]
-    >>> cached.example(ctx, "visitor", acts) == featurizer.example(ctx, "visitor", acts)
-    True
-    """
-
-    def __init__(self, max_size: int = 50_000) -> None:
-        self.max_size = max_size
-        self._shared: dict[tuple[str, str], str] = {}
-        self._actions: dict[tuple[str, str], str] = {}
-
-    def example(self, context: Context, persona: str, actions: Sequence[Action]) -> list[str]:
-        """The same lines as :func:`learnloop.featurizer.example`."""
-        shared_key = (persona, repr(context.features))
-        shared = self._shared.get(shared_key)
-        if shared is None:
-            if len(self._shared) >= self.max_size:
-                self._shared.clear()  # many distinct contexts: start over rather than grow
-            shared = self._shared[shared_key] = featurizer.shared_line(context, persona)
-        lines = [shared]
-        cache = self._actions
-        for action in actions:
-            key = (action.id, repr(action.features))
-            line = cache.get(key)
-            if line is None:
-                if len(cache) >= self.max_size:
-                    cache.clear()
-                line = cache[key] = featurizer.action_line(action)
-            lines.append(line)
-        return lines
 
 
 @dataclass(slots=True)
@@ -138,9 +95,6 @@ class OnlineLearner:
     dedupe_window:
         How many recent event ids are remembered to skip duplicates that arrive
         at a different offset.
-    ips_every:
-        Compute the progressive-validation IPS metric on every n-th learned
-        example (a VW predict costs about as much as a learn; 1 = every example).
     recent_weight:
         Weight of the newest reward in the exponentially weighted ``reward_recent``.
     timer:
@@ -153,24 +107,22 @@ class OnlineLearner:
         release_every_examples: int = 200,
         release_every_seconds: float = 1.0,
         dedupe_window: int = 100_000,
-        ips_every: int = 8,
         recent_weight: float = 0.01,
         timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         if release_every_examples < 1 or release_every_seconds <= 0:
             raise InvalidInput("release_every_examples must be >= 1 and release_every_seconds > 0")
-        if dedupe_window < 1 or ips_every < 1 or not 0 < recent_weight <= 1:
-            raise InvalidInput("dedupe_window and ips_every must be >= 1, recent_weight in (0, 1]")
+        if dedupe_window < 1 or not 0 < recent_weight <= 1:
+            raise InvalidInput("dedupe_window must be >= 1 and recent_weight in (0, 1]")
         self.configs = configs
         self.release_every_examples = release_every_examples
         self.release_every_seconds = release_every_seconds
         self.dedupe_window = dedupe_window
-        self.ips_every = ips_every
         self.recent_weight = recent_weight
         self.timer = timer
         self._states: dict[str, _DecisionPointState] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._featurizer = CachedFeaturizer()
+        self._featurizer = featurizer.CachedFeaturizer()
         self._generations = 0
         self.unknown_skipped = 0  # examples for decision points without a config
         # Looked up once per example: bind the lookup once, not an isinstance per call.
@@ -291,14 +243,13 @@ class OnlineLearner:
         model = state.model
         reward = example.reward
         lines = self._featurizer.example(decision.context, decision.persona, decision.actions)
-        if model.examples_learned % self.ips_every == 0:
-            # Progressive validation: score the example before the model learns it.
-            pmf = model.policy.predict_lines(lines)
-            total = sum(pmf)
-            if total > 0:
-                model.ips_sum += reward * (pmf[index] / total) / probability
-                model.ips_samples += 1
-        model.policy.learn_lines(featurizer.labelled(lines, index, reward, probability))
+        # Progressive validation for free: VW scores the example on its way into learn,
+        # before the update, so this is the model's pmf on data it has not seen.
+        pmf = model.policy.learn_lines(featurizer.labelled(lines, index, reward, probability))
+        total = sum(pmf)
+        if total > 0:
+            model.ips_sum += reward * (pmf[index] / total) / probability
+            model.ips_samples += 1
         model.examples_learned += 1
 
         state.examples_total += 1
