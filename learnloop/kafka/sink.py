@@ -1,0 +1,252 @@
+"""The decision service's event sink in distributed mode: Kafka for the records, Redis for
+the unique-key index that makes retried requests idempotent.
+
+Protocol of one append with a ``unique_key`` (the decision service relies on it:
+the same ``event_id`` must give back the same decision):
+
+1. *claim* — ``SET {prefix}unique:{stream}:{unique_key} <pending> NX PX <claim ttl>``.
+   If the key exists, this record was appended before (or is being appended right
+   now by another request): wait until that append is confirmed and return the
+   stored value with ``existed=True``; nothing is produced.
+2. *produce* — send to the stream's topic (acks=all) and await the broker's
+   acknowledgement. On failure the claim is deleted (a retry may append again)
+   and :class:`~learnloop.errors.Unavailable` is raised.
+3. *confirm* — overwrite the claim with the Kafka offset and value, kept for
+   ``unique_ttl_seconds``. If Redis fails here, the record is already durable in
+   Kafka, so the append succeeds; the pending claim expires by itself after the
+   claim ttl, after which a retry would log the record a second time (the join
+   drops duplicate decisions by ``event_id``).
+
+The claim has its own short ttl so that a process dying between 1 and 3 never
+blocks a key for longer than that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
+from redis.exceptions import RedisError
+
+from learnloop.errors import Unavailable
+from learnloop.eventlog.base import Append, AppendResult, LogRecord
+from learnloop.kafka.codec import headers_for_value
+from learnloop.kafka.connect import connect_redis, start_producer
+from learnloop.kafka.topics import TopicNames
+from learnloop.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+_PENDING = -1
+_WAIT_STEP_SECONDS = 0.005
+
+
+@dataclass(frozen=True, slots=True)
+class _IndexEntry:
+    """What the unique-key index holds: a JSON header line, then the record value."""
+
+    offset: int  # _PENDING while the record is being produced
+    partition: int
+    key: str | None
+    value: bytes
+
+    def encode(self) -> bytes:
+        head = {"offset": self.offset, "partition": self.partition, "key": self.key}
+        return orjson.dumps(head) + b"\n" + self.value
+
+    @classmethod
+    def decode(cls, raw: bytes) -> _IndexEntry:
+        head, _, value = raw.partition(b"\n")
+        meta = orjson.loads(head)
+        return cls(int(meta["offset"]), int(meta["partition"]), meta["key"], value)
+
+
+class KafkaEventSink:
+    """An :class:`~learnloop.eventlog.base.EventSink` on Kafka (records) and Redis (index).
+
+    ``append`` returns once the broker has acknowledged every record (acks=all);
+    concurrent callers share producer batches through ``linger_ms``.
+    :attr:`AppendResult.offset` is the record's offset *within its partition*
+    (Kafka has no global offset, unlike the embedded log).
+
+    Parameters
+    ----------
+    producer
+        A started producer, configured with ``acks="all"`` (and idempotence where the
+        broker supports it); :meth:`connect` builds one from settings.
+    redis
+        The Redis client holding the unique-key index.
+    names
+        Where each stream's records go.
+    redis_prefix
+        Prefix of the index keys.
+    unique_ttl_seconds
+        How long an appended record stays findable by its unique key.
+    claim_ttl_seconds
+        How long a claim may stay unconfirmed; longer than the producer's delivery
+        time-out, so a slow but successful append is never claimed twice.
+    """
+
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        redis: aioredis.Redis,
+        names: TopicNames,
+        *,
+        redis_prefix: str = "learnloop:",
+        unique_ttl_seconds: int = 7 * 24 * 3600,
+        claim_ttl_seconds: float = 60.0,
+    ) -> None:
+        self.producer = producer
+        self.redis = redis
+        self.names = names
+        self.redis_prefix = redis_prefix
+        self.unique_ttl_seconds = unique_ttl_seconds
+        self.claim_ttl_seconds = claim_ttl_seconds
+        self._closed = False
+
+    @classmethod
+    async def connect(cls, settings: Settings, **options: Any) -> KafkaEventSink:
+        """Start a producer and a Redis client from settings (bounded time-outs)."""
+        producer = await start_producer(
+            settings.kafka_bootstrap,
+            settings.connect_timeout_seconds,
+            acks="all",
+            enable_idempotence=settings.kafka_idempotence,
+            linger_ms=settings.kafka_linger_ms,
+            max_batch_size=settings.kafka_max_batch_bytes,
+        )
+        try:
+            redis = await connect_redis(settings.redis_url, settings.connect_timeout_seconds)
+        except BaseException:
+            await producer.stop()
+            raise
+        return cls(
+            producer,
+            redis,
+            TopicNames(settings.topic_prefix),
+            redis_prefix=settings.redis_prefix,
+            unique_ttl_seconds=settings.unique_key_ttl_seconds,
+            **options,
+        )
+
+    def index_key(self, stream: str, unique_key: str) -> str:
+        """The Redis key under which ``unique_key`` of ``stream`` is remembered."""
+        return f"{self.redis_prefix}unique:{stream}:{unique_key}"
+
+    async def append(self, records: Sequence[Append]) -> list[AppendResult]:
+        """Produce ``records`` and return once every one is acknowledged, in input order.
+
+        A record whose unique key was appended before is not produced again: its
+        result carries the stored value and ``existed=True``. Raises
+        :class:`~learnloop.errors.Unavailable` when Kafka or Redis fails; records of
+        the same call that did succeed stay appended (a retry finds them).
+        """
+        if self._closed:
+            raise Unavailable("the Kafka event sink is closed: the service is shutting down")
+        return list(await asyncio.gather(*(self._append_one(item) for item in records)))
+
+    async def _append_one(self, item: Append) -> AppendResult:
+        topic = self.names.topic(item.stream)
+        if item.unique_key is None:
+            metadata = await self._produce(topic, item)
+            return AppendResult(metadata.offset, item.value, existed=False)
+        key = self.index_key(item.stream, item.unique_key)
+        claim = _IndexEntry(_PENDING, -1, item.key, item.value).encode()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.claim_ttl_seconds
+        while True:
+            claim_ms = int(self.claim_ttl_seconds * 1000)
+            if await self._index(self.redis.set(key, claim, nx=True, px=claim_ms)):
+                return await self._produce_claimed(topic, key, item)
+            raw = await self._index(self.redis.get(key))
+            if raw is None:
+                continue  # the other writer failed and released its claim: claim it ourselves
+            entry = _IndexEntry.decode(raw)
+            if entry.offset != _PENDING:
+                return AppendResult(entry.offset, entry.value, existed=True)
+            if loop.time() > deadline:
+                raise Unavailable(
+                    f"record {item.unique_key} on {item.stream} is still being appended by "
+                    f"another request after {self.claim_ttl_seconds:g} s: retry later"
+                )
+            await asyncio.sleep(_WAIT_STEP_SECONDS)
+
+    async def _produce_claimed(self, topic: str, key: str, item: Append) -> AppendResult:
+        try:
+            metadata = await self._produce(topic, item)
+        except BaseException:
+            # Not written (or unknown, when cancelled): release the claim so a retry can append.
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.delete(key)
+            raise
+        entry = _IndexEntry(metadata.offset, metadata.partition, item.key, item.value)
+        try:
+            await self.redis.set(key, entry.encode(), ex=self.unique_ttl_seconds)
+        except (RedisError, OSError) as exc:
+            logger.warning(
+                "record %s is in Kafka (%s[%d]@%d) but its index entry was not confirmed (%s); "
+                "it stays pending for %g s",
+                item.unique_key,
+                topic,
+                metadata.partition,
+                metadata.offset,
+                exc,
+                self.claim_ttl_seconds,
+            )
+        return AppendResult(metadata.offset, item.value, existed=False)
+
+    async def _produce(self, topic: str, item: Append) -> RecordMetadata:
+        """Send one record and wait for the broker's acknowledgement."""
+        try:
+            delivery = await self.producer.send(
+                topic,
+                item.value,
+                key=item.key.encode() if item.key is not None else None,
+                headers=list(headers_for_value(item.value)),
+            )
+            return await delivery
+        except KafkaError as exc:
+            raise Unavailable(
+                f"Kafka did not acknowledge the record on {topic}: {exc!r}; "
+                "is the broker running and the topic created?"
+            ) from exc
+
+    async def _index(self, command: Any) -> Any:
+        """Run one index command, turning Redis failures into Unavailable."""
+        try:
+            return await command
+        except (RedisError, OSError) as exc:
+            raise Unavailable(
+                f"the unique-key index in Redis cannot be reached ({exc}): nothing was appended"
+            ) from exc
+
+    async def find(self, stream: str, unique_key: str) -> LogRecord | None:
+        """The record appended under ``unique_key``; ``None`` if unknown or not yet confirmed."""
+        raw = await self._index(self.redis.get(self.index_key(stream, unique_key)))
+        if raw is None:
+            return None
+        entry = _IndexEntry.decode(raw)
+        if entry.offset == _PENDING:
+            return None
+        return LogRecord(entry.offset, stream, entry.key, entry.value)
+
+    async def close(self) -> None:
+        """Flush what is still buffered, then stop the producer and the Redis client."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self.producer.flush()
+        finally:
+            await self.producer.stop()
+            await self.redis.aclose()

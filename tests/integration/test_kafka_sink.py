@@ -1,0 +1,374 @@
+"""KafkaEventSink, topic creation and start-up errors against the real tansu broker and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError
+
+from learnloop.errors import ConfigurationError, InvalidInput, Unavailable
+from learnloop.eventlog.base import Append, Streams
+from learnloop.kafka import codec
+from learnloop.kafka.connect import connect_redis, start_admin, start_consumer, start_producer
+from learnloop.kafka.sink import KafkaEventSink
+from learnloop.kafka.topics import TopicNames, ensure_topics
+from learnloop.settings import Settings
+from schemas.events import DecisionEvent, OutcomeEvent
+from schemas.features import Action, Context
+from tests.integration.servers import free_port
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def decision(event_id: str, session_id: str | None = "s1") -> DecisionEvent:
+    return DecisionEvent(
+        event_id=event_id,
+        timestamp=T0,
+        traceparent=TRACE,
+        decision_point="home",
+        context=Context(session_id=session_id, features={"page": "home"}),
+        persona="visitor",
+        actions=[Action(id="a"), Action(id="b")],
+        chosen_index=1,
+        probabilities=[0.5, 0.5],
+        model_version="0",
+    )
+
+
+def outcome(outcome_id: str, event_id: str | None, session_id: str | None = None) -> OutcomeEvent:
+    return OutcomeEvent(
+        outcome_id=outcome_id,
+        event_id=event_id,
+        session_id=session_id,
+        type="basket_add",
+        timestamp=T0,
+    )
+
+
+@pytest.fixture
+async def admin(kafka_settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
+    client = await start_admin(kafka_settings.kafka_bootstrap, 5.0)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def sink(
+    kafka_settings: Settings, admin: AIOKafkaAdminClient
+) -> AsyncIterator[KafkaEventSink]:
+    names = TopicNames(kafka_settings.topic_prefix)
+    await ensure_topics(admin, names, kafka_settings.kafka_partitions)
+    event_sink = await KafkaEventSink.connect(kafka_settings)
+    yield event_sink
+    await event_sink.close()
+
+
+async def read_topic(
+    bootstrap: str, topic: str
+) -> list[tuple[int, int, bytes | None, bytes, dict]]:
+    """Every record of ``topic`` as (partition, offset, key, value, headers), read to the end."""
+    consumer = await start_consumer(bootstrap, timeout_seconds=5.0, enable_auto_commit=False)
+    try:
+        await consumer.topics()  # fetches fresh metadata
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        assert tps, f"topic {topic} does not exist"
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        out = []
+        deadline = time.monotonic() + 10
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            assert time.monotonic() < deadline, f"could not read {topic} to its end {ends}"
+            for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
+                out += [(tp.partition, m.offset, m.key, m.value, dict(m.headers)) for m in messages]
+        return sorted(out)
+    finally:
+        await consumer.stop()
+
+
+async def test_append_is_acknowledged_with_keys_headers_and_offsets(
+    sink: KafkaEventSink, kafka_settings: Settings
+) -> None:
+    events = [decision("e1"), decision("e2")]
+    results = await sink.append([codec.to_append(e) for e in events])
+    assert [r.existed for r in results] == [False, False]
+
+    topic = TopicNames(kafka_settings.topic_prefix).topic(Streams.DECISIONS)
+    records = await read_topic(kafka_settings.kafka_bootstrap, topic)
+    assert sorted((r[2], r[1]) for r in records) == sorted(
+        (e.event_id.encode(), res.offset) for e, res in zip(events, results, strict=True)
+    )
+    for _, _, key, value, headers in records:
+        assert codec.decode_value(Streams.DECISIONS, value).event_id == key.decode()  # type: ignore[union-attr]
+        assert headers[codec.TRACEPARENT] == TRACE.encode()
+        assert headers[codec.CONTENT_TYPE] == codec.JSON_CONTENT
+
+
+async def test_a_decision_and_its_outcome_land_in_the_same_partition_number(
+    sink: KafkaEventSink, kafka_settings: Settings
+) -> None:
+    names = TopicNames(kafka_settings.topic_prefix)
+    ids = [f"e{i}" for i in range(12)]
+    await sink.append([codec.to_append(decision(i)) for i in ids])
+    await sink.append([codec.to_append(outcome(f"o-{i}", i)) for i in ids])
+    bootstrap = kafka_settings.kafka_bootstrap
+    decided = {r[2]: r[0] for r in await read_topic(bootstrap, names.topic(Streams.DECISIONS))}
+    observed = {r[2]: r[0] for r in await read_topic(bootstrap, names.topic(Streams.OUTCOMES))}
+    assert decided == observed
+    assert len(set(decided.values())) > 1  # the keys really spread over partitions
+
+
+async def test_duplicate_unique_key_returns_the_stored_record_and_produces_nothing(
+    sink: KafkaEventSink, kafka_settings: Settings
+) -> None:
+    first = Append(Streams.DECISIONS, b'{"v": 1}', key="e1", unique_key="e1")
+    again = Append(Streams.DECISIONS, b'{"v": 2}', key="e1", unique_key="e1")
+    [stored] = await sink.append([first])
+    [repeated] = await sink.append([again])
+    assert not stored.existed and repeated.existed
+    assert (repeated.offset, repeated.value) == (stored.offset, b'{"v": 1}')
+    found = await sink.find(Streams.DECISIONS, "e1")
+    assert found is not None and (found.offset, found.key, found.value) == (
+        stored.offset,
+        "e1",
+        b'{"v": 1}',
+    )
+    assert await sink.find(Streams.DECISIONS, "unknown") is None
+    assert await sink.find(Streams.OUTCOMES, "e1") is None  # unique keys are per stream
+    topic = TopicNames(kafka_settings.topic_prefix).topic(Streams.DECISIONS)
+    assert len(await read_topic(kafka_settings.kafka_bootstrap, topic)) == 1
+
+
+async def test_concurrent_appends_of_one_unique_key_log_it_once(
+    sink: KafkaEventSink, kafka_settings: Settings
+) -> None:
+    item = Append(Streams.DECISIONS, b"{}", key="e7", unique_key="e7")
+    calls = [sink.append([item]) for _ in range(8)] + [sink.append([item, item])]
+    results = [r for batch in await asyncio.gather(*calls) for r in batch]
+    assert sum(not r.existed for r in results) == 1
+    assert len({r.offset for r in results}) == 1
+    topic = TopicNames(kafka_settings.topic_prefix).topic(Streams.DECISIONS)
+    assert len(await read_topic(kafka_settings.kafka_bootstrap, topic)) == 1
+
+
+async def test_codec_records_round_trip_through_kafka(
+    kafka_settings: Settings, admin: AIOKafkaAdminClient
+) -> None:
+    names = TopicNames(kafka_settings.topic_prefix)
+    await ensure_topics(admin, names, kafka_settings.kafka_partitions)
+    event = outcome("o1", None, session_id="s1").model_copy(update={"traceparent": TRACE})
+    record = codec.to_record(event, names)
+    producer = await start_producer(kafka_settings.kafka_bootstrap, 5.0, acks="all")
+    try:
+        await producer.send_and_wait(
+            record.topic, record.value, key=record.key, headers=list(record.headers)
+        )
+    finally:
+        await producer.stop()
+    [(_, _, key, value, headers)] = await read_topic(kafka_settings.kafka_bootstrap, record.topic)
+    assert key == b"s1"  # session-only outcome: keyed by session
+    assert codec.decode_value(Streams.OUTCOMES, value) == event
+    assert codec.traceparent_of(headers.items()) == TRACE
+
+
+def test_codec_refuses_records_of_a_newer_schema() -> None:
+    data = orjson.loads(decision("e1").model_dump_json())
+    data.update(schema_version=99, new_field=1)
+    with pytest.raises(InvalidInput, match="schema_version 99, newer"):
+        codec.decode_value(Streams.DECISIONS, orjson.dumps(data))
+    with pytest.raises(InvalidInput, match="not a valid DecisionEvent"):
+        codec.decode_value(Streams.DECISIONS, b'{"event_id": "e1"}')
+
+
+class _FailingProducer:
+    """Stands in for a producer whose broker refuses every record."""
+
+    async def send(self, *args: object, **kwargs: object) -> asyncio.Future[object]:
+        raise KafkaConnectionError("broker gone")
+
+
+async def test_a_failed_produce_releases_the_claim_so_a_retry_appends(
+    sink: KafkaEventSink, kafka_settings: Settings
+) -> None:
+    broken = KafkaEventSink(
+        _FailingProducer(),  # type: ignore[arg-type]
+        sink.redis,
+        sink.names,
+        redis_prefix=kafka_settings.redis_prefix,
+    )
+    item = Append(Streams.DECISIONS, b"{}", key="e9", unique_key="e9")
+    with pytest.raises(Unavailable, match="did not acknowledge"):
+        await broken.append([item])
+    assert await sink.redis.get(sink.index_key(Streams.DECISIONS, "e9")) is None
+    [result] = await sink.append([item])
+    assert not result.existed
+
+
+async def test_ensure_topics_is_idempotent_and_creates_every_stream(
+    admin: AIOKafkaAdminClient, topic_prefix: str
+) -> None:
+    names = TopicNames(topic_prefix)
+    created = await ensure_topics(admin, names, partitions=4)
+    assert sorted(created) == sorted(names.all())
+    assert await ensure_topics(admin, names, partitions=4) == []
+    described = await admin.describe_topics(list(names.all()))
+    assert {len(t["partitions"]) for t in described} == {4}
+
+
+async def test_ensure_topics_refuses_join_inputs_that_are_not_copartitioned(
+    admin: AIOKafkaAdminClient, topic_prefix: str
+) -> None:
+    names = TopicNames(topic_prefix)
+    await admin.create_topics([NewTopic(names.topic(Streams.OUTCOMES), 2, 1)])
+    with pytest.raises(ConfigurationError, match="not co-partitioned"):
+        await ensure_topics(admin, names, partitions=3)
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers: the bounded time-out case."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+@pytest.mark.parametrize("silent", [False, True], ids=["refused", "silent"])
+async def test_unreachable_kafka_gives_unavailable_quickly(
+    silent: bool, request: pytest.FixtureRequest
+) -> None:
+    port = request.getfixturevalue("silent_port") if silent else free_port()
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="LEARNLOOP_KAFKA_BOOTSTRAP") as error:
+        await start_producer(f"127.0.0.1:{port}", timeout_seconds=0.5)
+    assert time.monotonic() - started < 3
+    assert f"cannot reach Kafka at 127.0.0.1:{port}" in str(error.value)
+    with pytest.raises(Unavailable, match="LEARNLOOP_KAFKA_BOOTSTRAP"):
+        await KafkaEventSink.connect(
+            Settings(kafka_bootstrap=f"127.0.0.1:{port}", connect_timeout_seconds=0.5)
+        )
+
+
+@pytest.mark.parametrize("silent", [False, True], ids=["refused", "silent"])
+async def test_unreachable_redis_gives_unavailable_quickly(
+    silent: bool, request: pytest.FixtureRequest
+) -> None:
+    port = request.getfixturevalue("silent_port") if silent else free_port()
+    started = time.monotonic()
+    with pytest.raises(Unavailable, match="LEARNLOOP_REDIS_URL") as error:
+        await connect_redis(f"redis://:secret@127.0.0.1:{port}/0", timeout_seconds=0.5)
+    assert time.monotonic() - started < 3
+    assert "secret" not in str(error.value)
+
+
+async def test_sink_without_redis_stops_its_producer_and_says_why(
+    kafka_settings: Settings,
+) -> None:
+    settings = kafka_settings.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "connect_timeout_seconds": 0.5}
+    )
+    with pytest.raises(Unavailable, match="cannot reach Redis"):
+        await KafkaEventSink.connect(settings)
+
+
+async def test_tansu_refuses_the_idempotent_producer_with_a_clear_message(
+    kafka_bootstrap: str,
+) -> None:
+    """Pins a broker quirk (docs/distributed.md): if tansu learns InitProducerId v0, this
+    fails, and LEARNLOOP_KAFKA_IDEMPOTENCE can stay on in the tests."""
+    with pytest.raises(Unavailable, match="LEARNLOOP_KAFKA_IDEMPOTENCE=false"):
+        await start_producer(kafka_bootstrap, 5.0, acks="all", enable_idempotence=True)
+
+
+async def test_redis_prefix_isolates_index_entries(sink: KafkaEventSink, redis_url: str) -> None:
+    await sink.append([Append(Streams.REWARDS, b"{}", key="e1", unique_key="r1")])
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = await client.keys(f"{sink.redis_prefix}*")
+        assert keys == [sink.index_key(Streams.REWARDS, "r1").encode()]
+        assert await client.ttl(keys[0]) > 3600
+    finally:
+        await client.aclose()
+
+
+# Broker behaviour the distributed mode relies on, or works around (docs/distributed.md).
+
+
+async def test_tansu_consumer_group_commits_and_resumes(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    topic, group = f"{topic_prefix}group", f"{topic_prefix}workers"
+    producer = await start_producer(kafka_bootstrap, 5.0, acks="all")
+    try:
+        for i in range(6):
+            await producer.send_and_wait(topic, b"%d" % i, key=b"k%d" % i)
+    finally:
+        await producer.stop()
+    fast_join = {"session_timeout_ms": 1000, "heartbeat_interval_ms": 200}  # joins in ~1 s
+
+    async def consume(limit: int, commit: bool) -> list[bytes]:
+        consumer: AIOKafkaConsumer = await start_consumer(
+            kafka_bootstrap,
+            topic,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **fast_join,
+        )
+        got: list[bytes] = []
+        try:
+            deadline = time.monotonic() + 10
+            while len(got) < limit and time.monotonic() < deadline:
+                for messages in (await consumer.getmany(timeout_ms=200)).values():
+                    got += [m.value for m in messages]
+            if commit:
+                await consumer.commit()
+        finally:
+            await consumer.stop()
+        return got
+
+    first = await consume(6, commit=True)
+    assert sorted(first) == [b"%d" % i for i in range(6)]
+    producer = await start_producer(kafka_bootstrap, 5.0, acks="all")
+    try:
+        await producer.send_and_wait(topic, b"late", key=b"k0")
+    finally:
+        await producer.stop()
+    assert await consume(1, commit=False) == [b"late"]
+
+
+async def test_tansu_miscounts_end_offsets_of_multi_record_batches(
+    kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """Pins the quirk behind ``TANSU_MAX_BATCH_BYTES``: ListOffsets(latest) answers the last
+    batch's base offset + 1, not the offset after its last record."""
+    topic = f"{topic_prefix}batches"
+    tp = TopicPartition(topic, 0)
+
+    async def end_after_one_batch_of_five(max_batch_size: int) -> int:
+        producer = await start_producer(kafka_bootstrap, 5.0, max_batch_size=max_batch_size)
+        try:
+            deliveries = [await producer.send(topic, b"x", partition=0) for _ in range(5)]
+            await asyncio.gather(*deliveries)
+        finally:
+            await producer.stop()
+        consumer = await start_consumer(kafka_bootstrap, timeout_seconds=5.0)
+        try:
+            return (await consumer.end_offsets([tp]))[tp]
+        finally:
+            await consumer.stop()
+
+    assert await end_after_one_batch_of_five(max_batch_size=16) == 5  # five one-record batches
+    assert await end_after_one_batch_of_five(max_batch_size=16384) == 6  # truly 10
