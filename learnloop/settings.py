@@ -43,6 +43,10 @@ class Settings(BaseSettings):
 
     # Models: how often the decision service looks for a new release.
     model_poll_seconds: float = 0.2
+    # At most one hot swap per decision point in this many seconds (a first trained model
+    # replaces an untrained one at once). Building a VW workspace holds the GIL for ~15 ms,
+    # which stalls every request in flight, so swapping on every 1 s release would cost p99.
+    model_swap_min_seconds: float = 5.0
     release_every_examples: int = 200
     release_every_seconds: float = 1.0
 

@@ -108,7 +108,7 @@ def test_same_event_id_returns_the_identical_answer_and_writes_once(harness: Har
 
 
 def test_same_event_id_at_another_decision_point_conflicts(harness: Harness) -> None:
-    spec = DecisionPointSpec(actions=[{"id": "a"}, {"id": "b"}])  # type: ignore[list-item]
+    spec = DecisionPointSpec(actions=[{"id": "a"}, {"id": "b"}])
     harness.client.put("/v1/decision-points/other", json=spec.model_dump())
     harness.decide(event_id="shared-id")
 

@@ -78,7 +78,7 @@ def running_app(
     store = MemoryDecisionPointStore(configs if configs is not None else load_config_file(None))
     models = MemoryModelStore()
     app = create_app(
-        Settings(**{"model_poll_seconds": 0.05, **settings}),
+        Settings(**{"model_poll_seconds": 0.05, "model_swap_min_seconds": 0.0, **settings}),
         events=events,
         decision_points=store,
         models=models,
@@ -107,7 +107,7 @@ def trained_model(vw_args: str, favourite: int, n_actions: int = 4) -> bytes:
     actions = [Action(id=a) for a in DEFAULT_ACTIONS[:n_actions]]
     for persona in ("visitor", "unclassified"):
         lines = featurizer.example(Context(), persona, actions)
-        for _ in range(200):
+        for _ in range(60):
             for index in range(n_actions):
                 reward = 3.0 if index == favourite else 0.0
                 policy.learn_lines(featurizer.labelled(lines, index, reward, 1.0 / n_actions))

@@ -23,6 +23,8 @@ from tests.unit.test_api_harness import (
     DEFAULT_ACTIONS,
     DP,
     Harness,
+    HarnessFactory,
+    harness_factory,
     release,
     running_app,
     trained_model,
@@ -36,6 +38,12 @@ OTHER_ARGS = "--cb_explore_adf --epsilon 0.2"
 def harness() -> Iterator[Harness]:
     with running_app() as h:
         yield h
+
+
+@pytest.fixture
+def make_harness() -> Iterator[HarnessFactory]:
+    with harness_factory() as build:
+        yield build
 
 
 def _wait_for(condition: object, timeout: float = 10.0) -> None:
@@ -191,3 +199,22 @@ async def test_registry_builds_models_off_the_loop_and_swaps_references() -> Non
     # Refreshing again with nothing new keeps the very same reference.
     await registry.refresh(DP)
     assert registry.get(DP) is after
+
+
+def test_swaps_are_rate_limited_but_the_first_trained_model_is_served_at_once(
+    make_harness: HarnessFactory,
+) -> None:
+    h = make_harness(model_swap_min_seconds=5.0)
+    registry: ModelRegistry = h.app.state.registry
+    refresh = h.client.portal.call  # type: ignore[union-attr]
+    h.publish(release(1, VW_ARGS), trained_model(VW_ARGS, favourite=0))
+    refresh(registry.refresh, DP)
+    assert h.decide()["model_version"] == "1"
+
+    h.publish(release(2, VW_ARGS), trained_model(VW_ARGS, favourite=1))
+    refresh(registry.refresh, DP)
+    assert h.decide()["model_version"] == "1"
+
+    h.clock.advance(5.0)
+    refresh(registry.refresh, DP)
+    assert h.decide()["model_version"] == "2"

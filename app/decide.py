@@ -1,0 +1,217 @@
+"""Deciding: candidates, persona, arm, prediction, sampling, and the logged decision.
+
+No HTTP here: :class:`Decider` takes a :class:`~schemas.api.DecisionRequest` and
+returns a :class:`~schemas.api.DecisionResponse`, raising
+:mod:`learnloop.errors` for bad input. The response is always rebuilt from the
+logged :class:`~schemas.events.DecisionEvent`, so a replayed ``event_id``
+answers exactly what was logged (and what was answered the first time).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from opentelemetry.context import Context as TraceContext
+
+from app.event_time import event_time
+from app.event_writer import EventWriter, record
+from app.metrics import ServiceMetrics
+from app.personas import PersonaResolver
+from app.pseudonyms import pseudonymous_context
+from app.serving import ModelRegistry
+from learnloop.clock import Clock
+from learnloop.decision_points import DecisionPointStore
+from learnloop.errors import Conflict, InvalidInput, NotFound
+from learnloop.eventlog.base import Streams
+from learnloop.policy import seed_for
+from learnloop.telemetry import Spans, current_traceparent
+from schemas.api import DecisionRequest, DecisionResponse, RankedAction
+from schemas.config import DecisionPointConfig
+from schemas.dsjson import ranking_order
+from schemas.events import Arm, DecisionEvent
+from schemas.features import Action
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The sampled action and the true propensities of the arm mixture."""
+
+    arm: Arm
+    index: int
+    probabilities: list[float]
+
+
+def _draw(pmf: Sequence[float], u: float) -> int:
+    """Inverse-CDF draw (as :func:`learnloop.policy.sample`), never landing on p = 0."""
+    cumulative = 0.0
+    for index, p in enumerate(pmf):
+        cumulative += p
+        if u < cumulative:
+            return index
+    # Rounding left u above the total: take the last action that can be chosen at all.
+    return max(i for i, p in enumerate(pmf) if p > 0)
+
+
+def choose(model_pmf: Sequence[float], baseline_share: float, event_id: str) -> Choice:
+    """Pick the arm, then the action, with one RNG seeded by the event id (reproducible).
+
+    The baseline arm is uniform over the actions, the learned arm follows the
+    model. The logged probabilities are the mixture ``share/n + (1-share)*pmf``:
+    the real chance each action had, so off-policy estimates stay unbiased.
+
+    >>> choose([0.7, 0.1, 0.1, 0.1], 0.0, "e1").probabilities
+    [0.7, 0.1, 0.1, 0.1]
+    >>> choose([0.7, 0.1, 0.1, 0.1], 1.0, "e1").probabilities
+    [0.25, 0.25, 0.25, 0.25]
+    >>> [round(p, 3) for p in choose([1.0, 0.0], 0.5, "e1").probabilities]
+    [0.75, 0.25]
+    >>> choose([0.2, 0.8], 0.3, "e9") == choose([0.2, 0.8], 0.3, "e9")
+    True
+    """
+    n = len(model_pmf)
+    rng = random.Random(seed_for(event_id))
+    arm: Arm = "baseline" if rng.random() < baseline_share else "learned"
+    arm_pmf = [1.0 / n] * n if arm == "baseline" else model_pmf
+    index = _draw(arm_pmf, rng.random())
+    uniform_part = baseline_share / n
+    probabilities = [uniform_part + (1.0 - baseline_share) * p for p in model_pmf]
+    return Choice(arm, index, probabilities)
+
+
+def candidate_actions(config: DecisionPointConfig, request: DecisionRequest) -> list[Action]:
+    """The request's actions (or the configured ones) minus the excluded ids."""
+    actions = request.actions if request.actions is not None else config.actions
+    excluded = set(request.excluded_actions)
+    candidates = [a for a in actions if a.id not in excluded]
+    if not candidates:
+        source = (
+            "the request's actions"
+            if request.actions is not None
+            else (f"the actions configured for {config.name!r}")
+        )
+        raise InvalidInput(
+            f"no actions left to choose from: {source} are all excluded or empty; "
+            "send at least one action that is not in excluded_actions"
+        )
+    return candidates
+
+
+def response_for(event: DecisionEvent) -> DecisionResponse:
+    """The answer to a decision, rebuilt from its logged event."""
+    order = ranking_order(event.probabilities, event.chosen_index)
+    return DecisionResponse(
+        event_id=event.event_id,
+        action_id=event.chosen_action,
+        probability=event.chosen_probability,
+        ranking=[
+            RankedAction(id=event.actions[i].id, probability=event.probabilities[i]) for i in order
+        ],
+        model_version=event.model_version,
+        persona=event.persona,
+        arm=event.arm,
+    )
+
+
+class Decider:
+    """Makes decisions and logs them durably before answering."""
+
+    def __init__(
+        self,
+        *,
+        writer: EventWriter,
+        decision_points: DecisionPointStore,
+        registry: ModelRegistry,
+        personas: PersonaResolver,
+        clock: Clock,
+        spans: Spans,
+        metrics: ServiceMetrics,
+        pseudonym_key: bytes,
+        max_future_seconds: float,
+    ) -> None:
+        self.writer = writer
+        self.decision_points = decision_points
+        self.registry = registry
+        self.personas = personas
+        self.clock = clock
+        self.spans = spans
+        self.metrics = metrics
+        self.pseudonym_key = pseudonym_key
+        self.max_future_seconds = max_future_seconds
+
+    async def decide(
+        self, request: DecisionRequest, parent: TraceContext | None = None
+    ) -> DecisionResponse:
+        """Decide for one context; idempotent per ``event_id``.
+
+        Order: replay check, validation, prediction, durable append, answer. If two
+        requests with the same new ``event_id`` race, the append's unique key keeps
+        the first and both answer with it.
+        """
+        started = time.perf_counter()
+        event_id = request.event_id or uuid.uuid4().hex
+        attributes = {
+            "learnloop.decision_point": request.decision_point,
+            "learnloop.event_id": event_id,
+        }
+        with self.spans.span("decide", parent, attributes):
+            if request.event_id is not None:
+                stored = await self.writer.find(Streams.DECISIONS, request.event_id)
+                if stored is not None:
+                    return self._replay(request, DecisionEvent.model_validate_json(stored.value))
+            event = await self._new_event(request, event_id)
+            [result] = await self.writer.append(
+                [record(Streams.DECISIONS, event.event_id, event.event_id, event)]
+            )
+            if result.existed:
+                return self._replay(request, DecisionEvent.model_validate_json(result.value))
+        self.metrics.decisions.labels(event.decision_point, event.arm, event.persona).inc()
+        self.metrics.decision_latency.labels(event.decision_point).observe(
+            time.perf_counter() - started
+        )
+        return response_for(event)
+
+    async def _new_event(self, request: DecisionRequest, event_id: str) -> DecisionEvent:
+        config = await self.decision_points.get(request.decision_point)
+        if config is None:
+            raise NotFound(
+                f"decision point {request.decision_point!r} does not exist: "
+                "create it with PUT /v1/decision-points/{name} or check the name"
+            )
+        timestamp = event_time(request.timestamp, self.clock.now(), self.max_future_seconds)
+        actions = candidate_actions(config, request)
+        persona = self.personas.persona(request.context)
+        # Read the served model once; no await between here and predict, so a swap
+        # cannot interleave (and VW only runs on this, the event-loop, thread).
+        served = self.registry.get(config.name) or self.registry.serve_untrained(config)
+        if config.baseline_share >= 1.0:
+            model_pmf = [1.0 / len(actions)] * len(actions)
+        else:
+            model_pmf = served.policy.predict(request.context, persona, actions)
+        choice = choose(model_pmf, config.baseline_share, event_id)
+        return DecisionEvent(
+            event_id=event_id,
+            timestamp=timestamp,
+            traceparent=current_traceparent(),
+            decision_point=config.name,
+            context=pseudonymous_context(request.context, self.pseudonym_key),
+            persona=persona,
+            actions=actions,
+            chosen_index=choice.index,
+            probabilities=choice.probabilities,
+            model_version=str(served.version),
+            arm=choice.arm,
+            activated=not request.defer_activation,
+        )
+
+    @staticmethod
+    def _replay(request: DecisionRequest, stored: DecisionEvent) -> DecisionResponse:
+        if stored.decision_point != request.decision_point:
+            raise Conflict(
+                f"event_id {stored.event_id!r} was already used for a decision at "
+                f"{stored.decision_point!r}: send a fresh event_id for a new decision"
+            )
+        return response_for(stored)

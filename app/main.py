@@ -1,0 +1,154 @@
+"""Build the decision service: ``create_app(settings, events=..., ...)``.
+
+Nothing is built at import time. The composition root (``learnloop.embedded``,
+or a Kafka runner) opens the event sink, the decision-point store and the model
+store, passes them in, and closes them after the app stops: the app does not
+own them. The app owns its model registry and watcher task, its metrics
+registry and its tracer provider.
+
+``app.state`` holds: ``settings``, ``clock``, ``events``, ``decision_points``,
+``models``, ``personas``, ``registry`` (:class:`~app.serving.ModelRegistry`),
+``metrics`` (:class:`~app.metrics.ServiceMetrics`), ``metrics_registry`` (its
+Prometheus ``CollectorRegistry``), ``tracer_provider`` (``None`` when tracing is
+off), ``spans`` (:class:`~learnloop.telemetry.Spans`), ``writer``, ``decider`` and ``feedback``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+
+from app.api.body_limit import BodyLimitMiddleware
+from app.api.error_metrics import ErrorMetricsMiddleware
+from app.api.errors import install_error_handlers
+from app.decide import Decider
+from app.event_writer import EventWriter
+from app.feedback import FeedbackRecorder
+from app.metrics import ServiceMetrics
+from app.personas import DefaultPersonaResolver, PersonaResolver
+from app.routes import decision_points as decision_point_routes
+from app.routes import decisions as decision_routes
+from app.routes import health as health_routes
+from app.routes import models as model_routes
+from app.routes import outcomes as outcome_routes
+from app.serving import ModelRegistry
+from learnloop import __version__
+from learnloop.clock import Clock, SystemClock
+from learnloop.decision_points import DecisionPointStore
+from learnloop.eventlog.base import EventSink
+from learnloop.modelstore.base import ModelStore
+from learnloop.settings import Settings
+from learnloop.telemetry import Spans, setup_tracing
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Load the models, then watch for new releases until shutdown.
+
+    The first load is awaited so the server accepts requests with its models in
+    place; if the model store is unreachable, the app starts anyway, ``/readyz``
+    answers 503 and the watcher keeps trying.
+    """
+    registry: ModelRegistry = app.state.registry
+    try:
+        await registry.load_all()
+    except Exception:
+        log.exception("initial model load failed; serving starts not ready")
+    watcher = asyncio.create_task(registry.watch(), name="learnloop-model-watcher")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        if app.state.tracer_provider is not None:
+            app.state.tracer_provider.shutdown()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    events: EventSink,
+    decision_points: DecisionPointStore,
+    models: ModelStore,
+    clock: Clock | None = None,
+    personas: PersonaResolver | None = None,
+) -> FastAPI:
+    """The decision service over the given stores (see the module docstring for ``app.state``).
+
+    ``clock`` defaults to the system clock and ``personas`` to
+    :class:`~app.personas.DefaultPersonaResolver`.
+    """
+    clock = clock or SystemClock()
+    personas = personas or DefaultPersonaResolver()
+    metrics = ServiceMetrics()
+    tracer_provider = setup_tracing(settings, service_name="learnloop-app")
+    spans = Spans(tracer_provider)
+    registry = ModelRegistry(
+        models,
+        decision_points,
+        poll_seconds=settings.model_poll_seconds,
+        min_swap_seconds=settings.model_swap_min_seconds,
+        clock=clock,
+        metrics=metrics,
+    )
+    writer = EventWriter(events, spans, metrics)
+
+    app = FastAPI(
+        title="learnloop decision service",
+        version=__version__,
+        summary="Contextual-bandit decisions, outcomes and rewards for a learning loop.",
+        lifespan=_lifespan,
+        middleware=[
+            Middleware(ErrorMetricsMiddleware, counter=metrics.http_errors),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes),
+        ],
+    )
+    state = app.state
+    state.settings = settings
+    state.clock = clock
+    state.events = events
+    state.decision_points = decision_points
+    state.models = models
+    state.personas = personas
+    state.registry = registry
+    state.metrics = metrics
+    state.metrics_registry = metrics.registry
+    state.tracer_provider = tracer_provider
+    state.spans = spans
+    state.writer = writer
+    state.decider = Decider(
+        writer=writer,
+        decision_points=decision_points,
+        registry=registry,
+        personas=personas,
+        clock=clock,
+        spans=spans,
+        metrics=metrics,
+        pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
+        max_future_seconds=settings.max_future_seconds,
+    )
+    state.feedback = FeedbackRecorder(
+        writer=writer,
+        clock=clock,
+        spans=spans,
+        metrics=metrics,
+        max_future_seconds=settings.max_future_seconds,
+    )
+    install_error_handlers(app)
+    for routes in (
+        decision_routes,
+        outcome_routes,
+        decision_point_routes,
+        model_routes,
+        health_routes,
+    ):
+        app.include_router(routes.router)
+    return app

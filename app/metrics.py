@@ -1,0 +1,104 @@
+"""Prometheus metrics of the decision service, on a registry owned by one app.
+
+Each app gets its own :class:`~prometheus_client.CollectorRegistry` (tests build
+many apps; the global registry would refuse duplicate names). The composition
+root registers the join and learner metrics on the same registry
+(``app.state.metrics_registry``) so ``GET /metrics`` shows the whole loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from schemas.events import ModelRelease
+
+# Decisions usually take well under 10 ms, so the buckets are fine-grained there.
+LATENCY_BUCKETS = (
+    0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class ServedModelInfo(Protocol):
+    """What the model gauges need from a served model."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def release(self) -> ModelRelease | None: ...
+
+
+class ServiceMetrics:
+    """The decision service's counters, histograms and gauges."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.decisions = Counter(
+            "learnloop_decisions",
+            "Decisions made (replays of a known event_id excluded).",
+            ["decision_point", "arm", "persona"],
+            registry=r,
+        )
+        self.decision_latency = Histogram(
+            "learnloop_decision_latency_seconds",
+            "Time to decide, from request parsed to durable append (inclusive).",
+            ["decision_point"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.append_latency = Histogram(
+            "learnloop_eventlog_append_seconds",
+            "Time for one event-log append to become durable (group commit included).",
+            ["stream"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.outcomes = Counter(
+            "learnloop_outcomes", "Outcome events accepted.", ["type"], registry=r
+        )
+        self.rewards = Counter("learnloop_rewards", "Direct rewards accepted.", registry=r)
+        self.activations = Counter("learnloop_activations", "Activations accepted.", registry=r)
+        self.http_errors = Counter(
+            "learnloop_http_errors", "HTTP responses with status >= 400.", ["status"], registry=r
+        )
+        self.model_version = Gauge(
+            "learnloop_model_version",
+            "Version of the served model (0: untrained).",
+            ["decision_point"],
+            registry=r,
+        )
+        self.model_age = Gauge(
+            "learnloop_model_age_seconds",
+            "Seconds since the served model was released (absent while untrained).",
+            ["decision_point"],
+            registry=r,
+        )
+        self.model_swaps = Counter(
+            "learnloop_model_swaps",
+            "Models swapped in (releases and untrained models after a vw_args change).",
+            ["decision_point"],
+            registry=r,
+        )
+
+    def observe_models(self, served: Mapping[str, ServedModelInfo], now: datetime) -> None:
+        """Refresh the model gauges (called when ``/metrics`` is scraped)."""
+        for name, model in served.items():
+            self.model_version.labels(name).set(model.version)
+            if model.release is not None:
+                age = (now - model.release.timestamp).total_seconds()
+                self.model_age.labels(name).set(max(0.0, age))
+            else:
+                self.model_age.remove(name)  # no age until a release is served
+
+    def exposition(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)

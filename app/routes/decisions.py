@@ -1,0 +1,73 @@
+"""``/v1/decisions``: decide, then reward or activate a decision."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel
+
+from app.api.deps import ClientKey, DeciderDep, FeedbackDep, TraceParentDep
+from schemas.api import DecisionRequest, DecisionResponse, RewardRequest
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"], dependencies=[ClientKey])
+
+DecisionId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="The event_id a decision was answered with.",
+    ),
+]
+
+
+class RewardAccepted(BaseModel):
+    event_id: str
+    reward_id: str
+
+
+class ActivationAccepted(BaseModel):
+    event_id: str
+    activated: bool = True
+
+
+@router.post("", response_model=DecisionResponse, summary="Choose an action for a context")
+async def decide(
+    body: DecisionRequest, decider: DeciderDep, parent: TraceParentDep
+) -> DecisionResponse:
+    """Score the candidate actions, sample one, log the decision durably, answer.
+
+    Idempotent per ``event_id``: sending the same ``event_id`` again returns the
+    logged answer and writes nothing.
+    """
+    return await decider.decide(body, parent)
+
+
+@router.post(
+    "/{event_id}/reward",
+    status_code=202,
+    response_model=RewardAccepted,
+    summary="Post a reward value for a decision",
+)
+async def reward(
+    event_id: DecisionId, body: RewardRequest, feedback: FeedbackDep, parent: TraceParentDep
+) -> RewardAccepted:
+    """Log a direct reward; it overrides the outcomes of the decision's window."""
+    event = await feedback.reward(event_id, body, parent)
+    return RewardAccepted(event_id=event.event_id, reward_id=event.reward_id)
+
+
+@router.post(
+    "/{event_id}/activate",
+    status_code=202,
+    response_model=ActivationAccepted,
+    summary="Mark a deferred decision as shown",
+)
+async def activate(
+    event_id: DecisionId, feedback: FeedbackDep, parent: TraceParentDep
+) -> ActivationAccepted:
+    """Activate a decision made with ``defer_activation``; repeating it is harmless."""
+    event = await feedback.activate(event_id, parent)
+    return ActivationAccepted(event_id=event.event_id)
