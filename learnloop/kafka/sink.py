@@ -19,6 +19,15 @@ the same ``event_id`` must give back the same decision):
 
 The claim has its own short ttl so that a process dying between 1 and 3 never
 blocks a key for longer than that.
+
+*Routing.* Before anything is claimed, every join input is re-keyed by its
+decision's join key (:func:`~learnloop.kafka.topics.join_key`): a decision by its
+session (else its ``event_id``); an outcome, reward or activation naming a decision
+by the key that decision was appended with, read from the decision's index entry
+(one Redis GET; a decision still being appended counts, its claim carries the
+key); a follow-up whose decision is unknown keeps that decision's ``event_id``.
+So the caller's ``Append.key`` does not matter for these four streams, and every
+producer of the decision service follows the rule.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -38,11 +47,12 @@ from aiokafka.structs import RecordMetadata
 from redis.exceptions import RedisError
 
 from learnloop.errors import Unavailable
-from learnloop.eventlog.base import Append, AppendResult, LogRecord
-from learnloop.kafka.codec import headers_for_value
+from learnloop.eventlog.base import Append, AppendResult, LogRecord, Streams
+from learnloop.kafka.codec import decode_value, headers_for_value
 from learnloop.kafka.connect import connect_redis, start_producer
-from learnloop.kafka.topics import TopicNames
+from learnloop.kafka.topics import TopicNames, join_key
 from learnloop.settings import Settings
+from schemas.events import ActivationEvent, DecisionEvent, OutcomeEvent, RewardEvent
 
 logger = logging.getLogger(__name__)
 
@@ -147,13 +157,35 @@ class KafkaEventSink:
         """Produce ``records`` and return once every one is acknowledged, in input order.
 
         A record whose unique key was appended before is not produced again: its
-        result carries the stored value and ``existed=True``. Raises
-        :class:`~learnloop.errors.Unavailable` when Kafka or Redis fails; records of
-        the same call that did succeed stay appended (a retry finds them).
+        result carries the stored value and ``existed=True``. Join inputs are keyed
+        by the routing rule whatever ``Append.key`` says. Raises
+        :class:`~learnloop.errors.InvalidInput` (nothing appended) when a join input
+        is not a valid event, :class:`~learnloop.errors.Unavailable` when Kafka or
+        Redis fails; records of the same call that did succeed stay appended (a
+        retry finds them).
         """
         if self._closed:
             raise Unavailable("the Kafka event sink is closed: the service is shutting down")
-        return list(await asyncio.gather(*(self._append_one(item) for item in records)))
+        routed = await asyncio.gather(*(self._route(item) for item in records))
+        return list(await asyncio.gather(*(self._append_one(item) for item in routed)))
+
+    async def _route(self, item: Append) -> Append:
+        """``item`` keyed by its decision's join key when it is a join input."""
+        if item.stream not in Streams.JOIN_INPUTS:
+            return item
+        event = decode_value(item.stream, item.value)
+        assert isinstance(event, DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent)
+        decision_key = None
+        if not isinstance(event, DecisionEvent) and event.event_id is not None:
+            decision_key = await self.decision_key(event.event_id)
+        key = join_key(event, decision_key)
+        return item if key == item.key else replace(item, key=key)
+
+    async def decision_key(self, event_id: str) -> str | None:
+        """The key decision ``event_id`` was appended with (also while its append is still
+        in flight); ``None`` when the index does not know the decision."""
+        raw = await self._index(self.redis.get(self.index_key(Streams.DECISIONS, event_id)))
+        return None if raw is None else _IndexEntry.decode(raw).key
 
     async def _append_one(self, item: Append) -> AppendResult:
         topic = self.names.topic(item.stream)

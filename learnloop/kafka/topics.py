@@ -4,29 +4,34 @@ Every stream of the event log (:class:`~learnloop.eventlog.base.Streams`) is one
 topic, ``{topic_prefix}{stream}`` (``learnloop.decisions`` by default).
 
 The routing rule — what each record is keyed by, so that a decision and
-everything that belongs to it meet in the same join partition:
+everything attributed to it meet in one join partition *without a repartition hop*.
+Every join input is keyed by its decision's **join key**: the decision's
+``context.session_id`` if it has one, else its ``event_id``.
 
-==========================  ==========================  ================================
-topic                       key                         why
-==========================  ==========================  ================================
-decisions                   decision ``event_id``       the join's unit is one decision
-outcomes (with event_id)    decision ``event_id``       lands next to its decision
-outcomes (session only)     ``session_id``              repartitioned by the join
-rewards, activations        decision ``event_id``       lands next to its decision
-joined                      ``decision_point``          one learner owns one model
-releases                    ``decision_point``          latest release per decision point
-==========================  ==========================  ================================
+===============================  =================================  ============================
+topic                            key                                why
+===============================  =================================  ============================
+decisions                        join key (session, else event_id)  a session's decisions meet
+outcomes, rewards, activations   join key of the named decision     next to their decision
+  with a decision ``event_id``   (looked up; else that event_id)
+outcomes with only a session     ``session_id``                     next to the session's decisions
+joined                           ``decision_point``                 one learner owns one model
+releases                         ``decision_point``                 latest release per point
+dropped                          drop reason                        audit only
+===============================  =================================  ============================
+
+The follow-ups that name a decision cannot compute its join key themselves: the
+decision service looks the decision up in the unique-key index it keeps anyway
+(:class:`~learnloop.kafka.sink.KafkaEventSink` does this on every append). A
+decision the index does not know (a client posting an outcome for its own
+``event_id`` before its decision request completed) falls back to the
+``event_id``; when that decision has a session the follow-up lands elsewhere, is
+held as clock skew and then reported as orphaned (``docs/distributed.md``).
 
 The four join inputs must have the same number of partitions and use Kafka's
 default partitioner (murmur2 of the key), so the same key maps to the same
 partition number in each: they are *co-partitioned*. :func:`ensure_topics`
 refuses to go on when they are not.
-
-Session-only outcomes cannot know their decisions' partitions, so the join
-repartitions by session (proposal, ``docs/distributed.md``): a router stage,
-co-partitioned with the inputs, learns each decision's session and forwards every
-event to the internal topic ``join.by-session`` keyed by :func:`by_session_key`;
-the join core then sees a session's decisions and all their follow-ups together.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
 
 from learnloop.errors import ConfigurationError, InvalidInput, Unavailable
 from learnloop.eventlog.base import Streams
@@ -60,15 +66,13 @@ STREAMS: Final = (
     Streams.ACTIVATIONS,
     Streams.JOINED,
     Streams.RELEASES,
+    Streams.DROPPED,
 )
-# The join's repartition topic (proposal, docs/distributed.md): every join input,
-# re-keyed by the session of its decision.
-BY_SESSION: Final = "join.by-session"
-JOIN_INTERNAL: Final = (BY_SESSION,)
 
 _TOPIC_EXISTS: Final = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 
-Event = DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent | JoinedExample | ModelRelease
+JoinInput = DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent
+Event = JoinInput | JoinedExample | ModelRelease
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +81,16 @@ class TopicNames:
 
     >>> TopicNames("learnloop.").topic("decisions")
     'learnloop.decisions'
-    >>> TopicNames("learnloop.").stream_of("learnloop.join.by-session")
-    'join.by-session'
+    >>> TopicNames("learnloop.").stream_of("learnloop.outcomes")
+    'outcomes'
     """
 
     prefix: str = "learnloop."
 
     def topic(self, stream: str) -> str:
-        """The topic of an event-log stream (or of a ``join.*`` internal stream)."""
-        if stream not in STREAMS and stream not in JOIN_INTERNAL:
-            raise InvalidInput(
-                f"unknown stream {stream!r}: expected one of {', '.join(STREAMS + JOIN_INTERNAL)}"
-            )
+        """The topic of an event-log stream."""
+        if stream not in STREAMS:
+            raise InvalidInput(f"unknown stream {stream!r}: expected one of {', '.join(STREAMS)}")
         return self.prefix + stream
 
     def stream_of(self, topic: str) -> str:
@@ -104,56 +106,61 @@ class TopicNames:
         """The co-partitioned topics the join consumes."""
         return tuple(self.topic(s) for s in Streams.JOIN_INPUTS)
 
-    def all(self, include_join_internal: bool = True) -> tuple[str, ...]:
-        streams = STREAMS + (JOIN_INTERNAL if include_join_internal else ())
-        return tuple(self.topic(s) for s in streams)
+    def all(self) -> tuple[str, ...]:
+        """Every topic of the distributed mode."""
+        return tuple(self.topic(s) for s in STREAMS)
 
 
-def partition_key(event: Event) -> str:
-    """The Kafka key of an event: the routing rule of the module docstring.
+def join_key(event: JoinInput, decision_key: str | None = None) -> str:
+    """The key that brings a join input to its decision's partition.
 
-    >>> from datetime import UTC, datetime
-    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> partition_key(OutcomeEvent(outcome_id="o1", session_id="s9", type="view", timestamp=t))
-    's9'
-    """
-    if isinstance(event, DecisionEvent | RewardEvent | ActivationEvent):
-        return event.event_id
-    if isinstance(event, OutcomeEvent):
-        key = event.event_id or event.session_id
-        if key is None:
-            raise InvalidInput(
-                f"outcome {event.outcome_id} has neither event_id nor session_id: "
-                "it cannot be attributed to a decision"
-            )
-        return key
-    if isinstance(event, JoinedExample):
-        return event.decision.decision_point
-    return event.decision_point
-
-
-def by_session_key(event: Event, decision_session: str | None = None) -> str:
-    """The key of a join input in ``join.by-session``: its decision's session when known,
-    else the decision's ``event_id``.
-
-    ``decision_session`` is what the router knows about the decision a follow-up
-    names (``None``: no session, or the decision was not seen). Session-only
-    outcomes keep their ``session_id``; decisions use their own context.
+    ``decision_key`` is the join key of the decision a follow-up names, as the
+    caller looked it up (``None``: unknown, fall back to the decision's ``event_id``).
 
     >>> from datetime import UTC, datetime
     >>> t = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> by_session_key(RewardEvent(reward_id="r1", event_id="e1", value=1, timestamp=t), "s9")
+    >>> join_key(OutcomeEvent(outcome_id="o1", session_id="s9", type="view", timestamp=t))
     's9'
-    >>> by_session_key(RewardEvent(reward_id="r1", event_id="e1", value=1, timestamp=t))
+    >>> join_key(RewardEvent(reward_id="r1", event_id="e1", value=1, timestamp=t), "s9")
+    's9'
+    >>> join_key(RewardEvent(reward_id="r1", event_id="e1", value=1, timestamp=t))
     'e1'
     """
     if isinstance(event, DecisionEvent):
         return event.context.session_id or event.event_id
     if isinstance(event, OutcomeEvent) and event.event_id is None:
-        return partition_key(event)  # session-only: its session
-    if isinstance(event, OutcomeEvent | RewardEvent | ActivationEvent):
-        return decision_session or partition_key(event)
-    raise InvalidInput(f"{type(event).__name__} is not a join input")
+        if event.session_id is None:
+            raise InvalidInput(
+                f"outcome {event.outcome_id} has neither event_id nor session_id: "
+                "it cannot be attributed to a decision"
+            )
+        return event.session_id
+    assert event.event_id is not None  # an outcome with a decision, a reward, an activation
+    return decision_key or event.event_id
+
+
+def partition_key(event: Event) -> str:
+    """The Kafka key of an event without looking anything up (the module's routing rule).
+
+    Follow-ups that name a decision get that decision's ``event_id`` here;
+    :class:`~learnloop.kafka.sink.KafkaEventSink` replaces it with the decision's
+    join key from its index.
+    """
+    if isinstance(event, JoinedExample):
+        return event.decision.decision_point
+    if isinstance(event, ModelRelease):
+        return event.decision_point
+    return join_key(event)
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as in aiokafka,
+    faust and the Java client): equal keys meet in equal partition numbers.
+
+    >>> partition_of("s1", 1)
+    0
+    """
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 async def ensure_topics(
@@ -162,7 +169,6 @@ async def ensure_topics(
     partitions: int,
     replication: int = 1,
     *,
-    include_join_internal: bool = True,
     timeout_seconds: float = 30.0,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created.
@@ -176,7 +182,7 @@ async def ensure_topics(
         raise ConfigurationError(
             f"partitions={partitions}, replication={replication}: both must be at least 1"
         )
-    wanted = names.all(include_join_internal)
+    wanted = names.all()
     try:
         existing = set(await asyncio.wait_for(admin.list_topics(), timeout_seconds))
         missing = [t for t in wanted if t not in existing]

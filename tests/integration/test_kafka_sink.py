@@ -20,9 +20,9 @@ from learnloop.eventlog.base import Append, Streams
 from learnloop.kafka import codec
 from learnloop.kafka.connect import connect_redis, start_admin, start_consumer, start_producer
 from learnloop.kafka.sink import KafkaEventSink
-from learnloop.kafka.topics import TopicNames, ensure_topics
+from learnloop.kafka.topics import TopicNames, ensure_topics, join_key
 from learnloop.settings import Settings
-from schemas.events import DecisionEvent, OutcomeEvent
+from schemas.events import DecisionEvent, OutcomeEvent, RewardEvent
 from schemas.features import Action, Context
 from tests.integration.servers import free_port
 
@@ -32,7 +32,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-def decision(event_id: str, session_id: str | None = "s1") -> DecisionEvent:
+def decision(
+    event_id: str, session_id: str | None = "s1", model_version: str = "0"
+) -> DecisionEvent:
     return DecisionEvent(
         event_id=event_id,
         timestamp=T0,
@@ -43,8 +45,14 @@ def decision(event_id: str, session_id: str | None = "s1") -> DecisionEvent:
         actions=[Action(id="a"), Action(id="b")],
         chosen_index=1,
         probabilities=[0.5, 0.5],
-        model_version="0",
+        model_version=model_version,
     )
+
+
+def decision_append(event_id: str, model_version: str = "0") -> Append:
+    """A decision as the decision service appends it (the key it passes is overruled)."""
+    value = decision(event_id, model_version=model_version).model_dump_json().encode()
+    return Append(Streams.DECISIONS, value, key=event_id, unique_key=event_id)
 
 
 def outcome(outcome_id: str, event_id: str | None, session_id: str | None = None) -> OutcomeEvent:
@@ -101,49 +109,119 @@ async def read_topic(
 async def test_append_is_acknowledged_with_keys_headers_and_offsets(
     sink: KafkaEventSink, kafka_settings: Settings
 ) -> None:
-    events = [decision("e1"), decision("e2")]
+    events = [decision("e1", session_id="s1"), decision("e2", session_id=None)]
     results = await sink.append([codec.to_append(e) for e in events])
     assert [r.existed for r in results] == [False, False]
 
     topic = TopicNames(kafka_settings.topic_prefix).topic(Streams.DECISIONS)
     records = await read_topic(kafka_settings.kafka_bootstrap, topic)
+    # Keyed by the join key: the session, else the event id.
     assert sorted((r[2], r[1]) for r in records) == sorted(
-        (e.event_id.encode(), res.offset) for e, res in zip(events, results, strict=True)
+        [(b"s1", results[0].offset), (b"e2", results[1].offset)]
     )
     for _, _, key, value, headers in records:
-        assert codec.decode_value(Streams.DECISIONS, value).event_id == key.decode()  # type: ignore[union-attr]
+        event = codec.decode_value(Streams.DECISIONS, value)
+        assert join_key(event) == key.decode()  # type: ignore[arg-type, union-attr]
         assert headers[codec.TRACEPARENT] == TRACE.encode()
         assert headers[codec.CONTENT_TYPE] == codec.JSON_CONTENT
 
 
-async def test_a_decision_and_its_outcome_land_in_the_same_partition_number(
+async def test_a_decision_and_its_follow_ups_land_in_the_same_partition_number(
     sink: KafkaEventSink, kafka_settings: Settings
 ) -> None:
     names = TopicNames(kafka_settings.topic_prefix)
+    # Half the decisions have a session of their own, half have none.
     ids = [f"e{i}" for i in range(12)]
-    await sink.append([codec.to_append(decision(i)) for i in ids])
+    decisions = [decision(i, session_id=f"s-{i}" if n % 2 else None) for n, i in enumerate(ids)]
+    await sink.append([codec.to_append(d) for d in decisions])
     await sink.append([codec.to_append(outcome(f"o-{i}", i)) for i in ids])
+    await sink.append([codec.to_append(outcome(f"os-{i}", None, f"s-{i}")) for i in ids[1::2]])
+    await sink.append(
+        [codec.to_append(RewardEvent(reward_id=f"r-{i}", event_id=i, value=1, timestamp=T0))
+         for i in ids]
+    )  # fmt: skip
     bootstrap = kafka_settings.kafka_bootstrap
-    decided = {r[2]: r[0] for r in await read_topic(bootstrap, names.topic(Streams.DECISIONS))}
-    observed = {r[2]: r[0] for r in await read_topic(bootstrap, names.topic(Streams.OUTCOMES))}
-    assert decided == observed
-    assert len(set(decided.values())) > 1  # the keys really spread over partitions
+
+    def by_decision(stream: str, records: list) -> dict[str, int]:
+        placed: dict[str, int] = {}
+        for partition, _, _, value, _ in records:
+            event = codec.decode_value(stream, value)
+            decision_id = event.event_id or event.session_id.removeprefix("s-")  # type: ignore[union-attr]
+            placed[f"{decision_id}/{type(event).__name__}{event.event_id is None}"] = partition  # type: ignore[union-attr]
+        return placed
+
+    placed: dict[str, dict[str, int]] = {}
+    for stream in (Streams.DECISIONS, Streams.OUTCOMES, Streams.REWARDS):
+        records = await read_topic(bootstrap, names.topic(stream))
+        for name, partition in by_decision(stream, records).items():
+            placed.setdefault(name.split("/")[0], {})[name] = partition
+    assert set(placed) == set(ids)
+    for decision_id, where in placed.items():
+        assert len(set(where.values())) == 1, (decision_id, where)
+    assert len({next(iter(w.values())) for w in placed.values()}) > 1  # keys spread out
+
+
+async def test_join_inputs_are_keyed_by_their_decisions_join_key(
+    sink: KafkaEventSink, kafka_settings: Settings
+) -> None:
+    names = TopicNames(kafka_settings.topic_prefix)
+    await sink.append([codec.to_append(decision("with-session", "s7"))])
+    await sink.append([codec.to_append(decision("no-session", None))])
+    await sink.append(
+        [
+            codec.to_append(outcome("o1", "with-session")),  # by event_id: the session's key
+            codec.to_append(outcome("o2", None, "s8")),  # session only: its session
+            codec.to_append(outcome("o3", "unknown-decision")),  # not indexed: its event_id
+            # The caller's key does not matter for join inputs:
+            Append(
+                Streams.OUTCOMES, outcome("o4", "no-session").model_dump_json().encode(), key="x"
+            ),
+        ]
+    )
+    bootstrap = kafka_settings.kafka_bootstrap
+    keys = {
+        codec.unique_key(codec.decode_value(stream, value)): key.decode()  # type: ignore[union-attr, arg-type]
+        for stream in (Streams.DECISIONS, Streams.OUTCOMES)
+        for _, _, key, value, _ in await read_topic(bootstrap, names.topic(stream))
+    }
+    assert keys == {
+        "with-session": "s7",
+        "no-session": "no-session",
+        "o1": "s7",
+        "o2": "s8",
+        "o3": "unknown-decision",
+        "o4": "no-session",
+    }
+    assert await sink.decision_key("with-session") == "s7"
+    assert await sink.decision_key("unknown-decision") is None
+
+
+async def test_a_join_input_that_is_not_a_valid_event_is_refused_before_anything_is_appended(
+    sink: KafkaEventSink, kafka_settings: Settings
+) -> None:
+    good = codec.to_append(decision("e1"))
+    bad = Append(Streams.DECISIONS, b'{"v": 1}', key="e2", unique_key="e2")
+    with pytest.raises(InvalidInput, match="not a valid DecisionEvent"):
+        await sink.append([good, bad])
+    assert await sink.find(Streams.DECISIONS, "e1") is None
+    topic = TopicNames(kafka_settings.topic_prefix).topic(Streams.DECISIONS)
+    assert await read_topic(kafka_settings.kafka_bootstrap, topic) == []
 
 
 async def test_duplicate_unique_key_returns_the_stored_record_and_produces_nothing(
     sink: KafkaEventSink, kafka_settings: Settings
 ) -> None:
-    first = Append(Streams.DECISIONS, b'{"v": 1}', key="e1", unique_key="e1")
-    again = Append(Streams.DECISIONS, b'{"v": 2}', key="e1", unique_key="e1")
+    first = decision_append("e1", model_version="1")
+    again = decision_append("e1", model_version="2")
     [stored] = await sink.append([first])
     [repeated] = await sink.append([again])
     assert not stored.existed and repeated.existed
-    assert (repeated.offset, repeated.value) == (stored.offset, b'{"v": 1}')
+    assert (repeated.offset, repeated.value) == (stored.offset, first.value)
     found = await sink.find(Streams.DECISIONS, "e1")
     assert found is not None and (found.offset, found.key, found.value) == (
         stored.offset,
-        "e1",
-        b'{"v": 1}',
+        "s1",  # the join key: the decision's session
+        first.value,
     )
     assert await sink.find(Streams.DECISIONS, "unknown") is None
     assert await sink.find(Streams.OUTCOMES, "e1") is None  # unique keys are per stream
@@ -154,7 +232,7 @@ async def test_duplicate_unique_key_returns_the_stored_record_and_produces_nothi
 async def test_concurrent_appends_of_one_unique_key_log_it_once(
     sink: KafkaEventSink, kafka_settings: Settings
 ) -> None:
-    item = Append(Streams.DECISIONS, b"{}", key="e7", unique_key="e7")
+    item = decision_append("e7")
     calls = [sink.append([item]) for _ in range(8)] + [sink.append([item, item])]
     results = [r for batch in await asyncio.gather(*calls) for r in batch]
     assert sum(not r.existed for r in results) == 1
@@ -208,7 +286,7 @@ async def test_a_failed_produce_releases_the_claim_so_a_retry_appends(
         sink.names,
         redis_prefix=kafka_settings.redis_prefix,
     )
-    item = Append(Streams.DECISIONS, b"{}", key="e9", unique_key="e9")
+    item = decision_append("e9")
     with pytest.raises(Unavailable, match="did not acknowledge"):
         await broken.append([item])
     assert await sink.redis.get(sink.index_key(Streams.DECISIONS, "e9")) is None
@@ -293,7 +371,8 @@ async def test_tansu_refuses_the_idempotent_producer_with_a_clear_message(
 
 
 async def test_redis_prefix_isolates_index_entries(sink: KafkaEventSink, redis_url: str) -> None:
-    await sink.append([Append(Streams.REWARDS, b"{}", key="e1", unique_key="r1")])
+    reward = RewardEvent(reward_id="r1", event_id="e1", value=1, timestamp=T0)
+    await sink.append([codec.to_append(reward)])
     client = aioredis.Redis.from_url(redis_url)
     try:
         keys = await client.keys(f"{sink.redis_prefix}*")
