@@ -168,9 +168,8 @@ class Decider:
             )
             if result.existed:
                 return self._replay(request, DecisionEvent.model_validate_json(result.value))
-        self.metrics.decisions.labels(event.decision_point, event.arm, event.persona).inc()
-        self.metrics.decision_latency.labels(event.decision_point).observe(
-            time.perf_counter() - started
+        self.metrics.decided(
+            event.decision_point, event.arm, event.persona, time.perf_counter() - started
         )
         return response_for(event)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -48,6 +48,7 @@ class ServiceMetrics:
             ["decision_point", "arm", "persona"],
             registry=r,
         )
+        self._decided: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self.decision_latency = Histogram(
             "learnloop_decision_latency_seconds",
             "Time to decide, from request parsed to durable append (inclusive).",
@@ -88,6 +89,18 @@ class ServiceMetrics:
             ["decision_point"],
             registry=r,
         )
+
+    def decided(self, decision_point: str, arm: str, persona: str, seconds: float) -> None:
+        """Count one decision and its latency (label children cached: this is the hot path)."""
+        key = (decision_point, arm, persona)
+        children = self._decided.get(key)
+        if children is None:
+            children = self._decided[key] = (
+                self.decisions.labels(decision_point, arm, persona),
+                self.decision_latency.labels(decision_point),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_models(self, served: Mapping[str, ServedModelInfo], now: datetime) -> None:
         """Refresh the model gauges (called when ``/metrics`` is scraped)."""

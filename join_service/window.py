@@ -64,7 +64,6 @@ from join_service.skew_hold import HeldEvents
 from join_service.stream_time import idle_stream_time
 from learnloop.errors import InvalidInput
 from schemas import (
-    SCHEMA_VERSION,
     ActivationEvent,
     DecisionEvent,
     DecisionPointSpec,
@@ -296,9 +295,7 @@ class Join:
             self._counters.joined_direct += 1
         else:
             self._counters.joined_default += 1
-        # Every part was validated on the way in (events, config, reward rule), so the
-        # example is assembled without a second validation pass: it is the join's hot path.
-        return JoinedExample.model_construct(
+        return JoinedExample(
             event_id=decision.event_id,
             timestamp=close_at,
             decision=decision,
@@ -306,7 +303,6 @@ class Join:
             reward=float(reward),
             close_reason=reason,
             late_outcomes=opened.late_outcomes,
-            schema_version=SCHEMA_VERSION,
             traceparent=decision.traceparent,
         )
 

@@ -71,6 +71,7 @@ class VWPolicy(Policy):
 
     def __init__(self, vw_args: str, model: bytes | None = None) -> None:
         self.vw_args = vw_args
+        self._lines = featurizer.CachedFeaturizer()
         if model is None:
             self._ws = vowpalwabbit.Workspace(f"{vw_args} --quiet")
         else:
@@ -81,7 +82,7 @@ class VWPolicy(Policy):
                 self._ws = vowpalwabbit.Workspace(f"--quiet -i {path}")
 
     def _predict(self, context: Context, persona: str, actions: Sequence[Action]) -> list[float]:
-        return self.predict_lines(featurizer.example(context, persona, actions))
+        return self.predict_lines(self._lines.example(context, persona, actions))
 
     def predict_lines(self, lines: list[str]) -> list[float]:
         """VW's distribution over the actions of prebuilt text lines.
