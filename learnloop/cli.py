@@ -43,8 +43,16 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def _run(coro: Any) -> None:
+    """Run a coroutine on uvloop when it is installed (about half the event-loop cost
+    of asyncio's own loop for an HTTP server), else on asyncio's loop."""
     try:
-        asyncio.run(coro)
+        import uvloop
+    except ImportError:
+        runner: Any = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(coro)
     except LearnloopError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -62,18 +62,27 @@ class SqliteDecisionPointStore:
         # One connection shared by the event loop and any worker thread: one call at a time.
         self._lock = threading.Lock()
         self._closed = False
+        # Read-through cache: every decision reads its config, and this process (the one
+        # that owns the data directory) is the only writer, so the cache is updated on
+        # each write instead of querying SQLite per decision.
+        self._cache: dict[str, DecisionPointConfig] | None = None
 
     async def get(self, name: str) -> DecisionPointConfig | None:
-        rows = self._run("SELECT config FROM decision_points WHERE name = ?", (name,))
-        return self._decode(name, rows[0][0]) if rows else None
+        return self._configs().get(name)
 
     async def put(self, config: DecisionPointConfig) -> None:
         """Create or replace a decision point; durable on return."""
         self._run(_UPSERT, (config.name, config.model_dump_json()))
+        self._configs()[config.name] = config
 
     async def all(self) -> list[DecisionPointConfig]:
-        rows = self._run("SELECT name, config FROM decision_points ORDER BY rowid", ())
-        return [self._decode(name, text) for name, text in rows]
+        return list(self._configs().values())
+
+    def _configs(self) -> dict[str, DecisionPointConfig]:
+        if self._cache is None:
+            rows = self._run("SELECT name, config FROM decision_points ORDER BY rowid", ())
+            self._cache = {name: self._decode(name, text) for name, text in rows}
+        return self._cache
 
     async def seed(self, configs: Iterable[DecisionPointConfig]) -> list[str]:
         """Insert the decision points that do not exist yet; return the names inserted.
@@ -97,6 +106,7 @@ class SqliteDecisionPointStore:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise self._failure("seed", exc) from exc
+        self._cache = None  # reload on next read, in insertion order
         return inserted
 
     async def close(self) -> None:

@@ -46,6 +46,12 @@ _FIND_UNIQUE: Final = (
     'SELECT "offset", stream, key, value FROM events WHERE stream = ? AND unique_key = ?'
 )
 _INSERT: Final = "INSERT INTO events (stream, key, unique_key, value) VALUES (?, ?, ?, ?)"
+# One statement for the common case of a new unique key: no row back means it existed.
+_INSERT_NEW_UNIQUE: Final = (
+    "INSERT INTO events (stream, key, unique_key, value) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (stream, unique_key) WHERE unique_key IS NOT NULL DO NOTHING "
+    'RETURNING "offset"'
+)
 _UPSERT_STATE: Final = (
     "INSERT INTO state (name, value) VALUES (?, ?) "
     "ON CONFLICT (name) DO UPDATE SET value = excluded.value"
@@ -233,17 +239,20 @@ class _GroupCommitWriter:
         """Insert the records (skipping stored unique keys) and upsert the state blobs."""
         results: list[AppendResult] = []
         for item in request.records:
+            params = (item.stream, item.key, item.unique_key, item.value)
             if item.unique_key is not None:
-                # Sees the rows this transaction already wrote, so duplicates inside
-                # one batch are caught too.
-                row = self._conn.execute(_FIND_UNIQUE, (item.stream, item.unique_key)).fetchone()
-                if row is not None:
+                # The conflict check sees the rows this transaction already wrote, so
+                # duplicates inside one batch are caught too.
+                inserted = self._conn.execute(_INSERT_NEW_UNIQUE, params).fetchone()
+                if inserted is None:
+                    row = self._conn.execute(
+                        _FIND_UNIQUE, (item.stream, item.unique_key)
+                    ).fetchone()
                     results.append(AppendResult(row[0], row[3], existed=True))
-                    continue
-            cursor = self._conn.execute(
-                _INSERT, (item.stream, item.key, item.unique_key, item.value)
-            )
-            offset = cursor.lastrowid
+                else:
+                    results.append(AppendResult(inserted[0], item.value, existed=False))
+                continue
+            offset = self._conn.execute(_INSERT, params).lastrowid
             assert offset is not None
             results.append(AppendResult(offset, item.value, existed=False))
         if request.state:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from learnloop.decision_points import load_config_file
 from tests.unit.test_api_harness import (
     DP,
     Harness,
@@ -17,7 +18,7 @@ from tests.unit.test_api_harness import (
     trained_model,
 )
 
-VW_ARGS = "--cb_explore_adf --squarecb -q ::"
+VW_ARGS = load_config_file(None)[0].vw_args  # the shipped home_products arguments
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from tests.unit.test_api_harness import (
     trained_model,
 )
 
-VW_ARGS = "--cb_explore_adf --squarecb -q ::"
+VW_ARGS = load_config_file(None)[0].vw_args  # the shipped home_products arguments
 OTHER_ARGS = "--cb_explore_adf --epsilon 0.2"
 
 

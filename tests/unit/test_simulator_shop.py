@@ -23,7 +23,7 @@ from learnloop.simulator import (
     run_in_process,
     run_simulation,
 )
-from learnloop.simulator.driver import Ledger
+from learnloop.simulator.ledger import Ledger
 from learnloop.simulator.shop import BASKET_ADD_DELAY, lognormal_cdf, plan_event_time
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
