@@ -29,7 +29,6 @@ from learnloop.simulator.shop import ACTIONS, MEAN_GAP, Shop, Visit, plan_event_
 
 TIMEOUT = httpx.Timeout(30.0).as_dict()
 OUTCOME_BATCH = 500  # outcomes per POST, well under the API's body limit
-SESSION_ONLY_SHARE = 0.1  # outcomes attributed by session_id only
 
 
 @dataclass

@@ -7,17 +7,11 @@ import heapq
 import time
 from datetime import UTC, datetime, timedelta
 
-import httpx
-
 from learnloop.policy import VWPolicy, sample
 from learnloop.simulator.ledger import Ledger, SimulationReport
 from learnloop.simulator.shop import ACTIONS, MEAN_GAP, Shop
 from schemas.events import DecisionEvent
 from schemas.features import Action, Context
-
-TIMEOUT = httpx.Timeout(30.0).as_dict()
-OUTCOME_BATCH = 500  # outcomes per POST, well under the API's body limit
-SESSION_ONLY_SHARE = 0.1  # outcomes attributed by session_id only
 
 
 def run_in_process(

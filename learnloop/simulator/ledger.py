@@ -11,14 +11,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from rich.table import Table
 
 from learnloop.errors import ConfigurationError
 from learnloop.simulator.shop import ACTIONS, Shop, Visit
 
-TIMEOUT = httpx.Timeout(30.0).as_dict()
-OUTCOME_BATCH = 500  # outcomes per POST, well under the API's body limit
 SESSION_ONLY_SHARE = 0.1  # outcomes attributed by session_id only
 
 
