@@ -146,10 +146,13 @@ async def bench_freshness(rounds: int) -> list[float]:
             for r in range(rounds):
                 at = start + timedelta(minutes=r)
                 bodies = [
-                    {"decision_point": CONFIG.name, "timestamp": (at + timedelta(seconds=i * 0.1)).isoformat(),
-                     "context": {"session_id": f"f{r}-{i}", "features": {"page": PAGES[i % 4]}}}
+                    {
+                        "decision_point": CONFIG.name,
+                        "timestamp": (at + timedelta(seconds=i * 0.1)).isoformat(),
+                        "context": {"session_id": f"f{r}-{i}", "features": {"page": PAGES[i % 4]}},
+                    }
                     for i in range(50)
-                ]  # fmt: skip
+                ]
                 await asyncio.gather(*(client.post("/v1/decisions", json=b) for b in bodies))
                 learned += len(bodies)
                 tick = {"session_id": "bench-clock", "type": "clock_tick",
