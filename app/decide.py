@@ -27,7 +27,7 @@ from learnloop.clock import Clock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.errors import Conflict, InvalidInput, NotFound
 from learnloop.eventlog.base import Streams
-from learnloop.policy import seed_for
+from learnloop.policy import draw, seed_for
 from learnloop.telemetry import Spans, current_traceparent
 from schemas.api import DecisionRequest, DecisionResponse, RankedAction
 from schemas.config import DecisionPointConfig
@@ -43,17 +43,6 @@ class Choice:
     arm: Arm
     index: int
     probabilities: list[float]
-
-
-def _draw(pmf: Sequence[float], u: float) -> int:
-    """Inverse-CDF draw (as :func:`learnloop.policy.sample`), never landing on p = 0."""
-    cumulative = 0.0
-    for index, p in enumerate(pmf):
-        cumulative += p
-        if u < cumulative:
-            return index
-    # Rounding left u above the total: take the last action that can be chosen at all.
-    return max(i for i, p in enumerate(pmf) if p > 0)
 
 
 def choose(model_pmf: Sequence[float], baseline_share: float, event_id: str) -> Choice:
@@ -76,7 +65,7 @@ def choose(model_pmf: Sequence[float], baseline_share: float, event_id: str) -> 
     rng = random.Random(seed_for(event_id))
     arm: Arm = "baseline" if rng.random() < baseline_share else "learned"
     arm_pmf = [1.0 / n] * n if arm == "baseline" else model_pmf
-    index = _draw(arm_pmf, rng.random())
+    index = draw(arm_pmf, rng.random())
     uniform_part = baseline_share / n
     probabilities = [uniform_part + (1.0 - baseline_share) * p for p in model_pmf]
     return Choice(arm, index, probabilities)

@@ -29,7 +29,6 @@ from learnloop.errors import InvalidInput
 from schemas.events import DecisionEvent
 from schemas.features import Action, Context
 
-
 _CB_LABEL = vowpalwabbit.LabelType.CONTEXTUAL_BANDIT
 
 
@@ -126,12 +125,21 @@ def seed_for(event_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
 
 
-def sample(pmf: Sequence[float], event_id: str) -> int:
-    """Draw an action index from ``pmf`` with an RNG seeded by the event id (reproducible)."""
-    draw = random.Random(seed_for(event_id)).random()
+def draw(pmf: Sequence[float], u: float) -> int:
+    """Inverse-CDF draw for a uniform ``u`` in [0, 1), never landing on p = 0.
+
+    >>> draw([0.2, 0.8], 0.1), draw([0.2, 0.8], 0.5), draw([0.5, 0.5, 0.0], 0.99999999)
+    (0, 1, 1)
+    """
     cumulative = 0.0
     for index, p in enumerate(pmf):
         cumulative += p
-        if draw < cumulative:
+        if u < cumulative:
             return index
-    return len(pmf) - 1
+    # Rounding left u above the total: take the last action that can be chosen at all.
+    return max(i for i, p in enumerate(pmf) if p > 0)
+
+
+def sample(pmf: Sequence[float], event_id: str) -> int:
+    """Draw an action index from ``pmf`` with an RNG seeded by the event id (reproducible)."""
+    return draw(pmf, random.Random(seed_for(event_id)).random())
