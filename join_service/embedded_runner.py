@@ -172,7 +172,9 @@ class EmbeddedJoinRunner:
         """
         dropped = self._join.drain_dropped()
         records = [
-            Append(Streams.JOINED, e.model_dump_json().encode(), key=e.event_id, unique_key=e.event_id)
+            Append(
+                Streams.JOINED, e.model_dump_json().encode(), key=e.event_id, unique_key=e.event_id
+            )
             for e in emitted
         ]
         records += [
@@ -213,4 +215,3 @@ class EmbeddedJoinRunner:
             self._configs.clear()
             self._configs.update({c.name: c for c in configs})
             self._last_config_refresh = now
-

@@ -24,12 +24,14 @@ class JoinMetrics:
         )
         self.dropped = Counter(
             "learnloop_join_dropped_total",
-            "Events the join did not apply: late outcomes, orphans, stale or not-activated decisions",
+            "Events the join did not apply: late or orphaned outcomes, stale or inactive decisions",
             ["reason"],
             registry=registry,
         )
         self.open_windows = Gauge(
-            "learnloop_join_open_windows", "Decisions whose reward window is open", registry=registry
+            "learnloop_join_open_windows",
+            "Decisions whose reward window is open",
+            registry=registry,
         )
         self.held = Gauge(
             "learnloop_join_held_events",
@@ -42,7 +44,9 @@ class JoinMetrics:
             registry=registry,
         )
         self.events = Counter(
-            "learnloop_join_input_events_total", "Input events consumed by the join", ["stream"],
+            "learnloop_join_input_events_total",
+            "Input events consumed by the join",
+            ["stream"],
             registry=registry,
         )
 

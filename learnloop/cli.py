@@ -19,14 +19,19 @@ from learnloop.settings import Settings
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
 
-HostOpt = Annotated[str | None, typer.Option(help="Interface to bind [env LEARNLOOP_HOST; 127.0.0.1]")]
+HostOpt = Annotated[
+    str | None, typer.Option(help="Interface to bind [env LEARNLOOP_HOST; 127.0.0.1]")
+]
 PortOpt = Annotated[int | None, typer.Option(help="Port [env LEARNLOOP_PORT; 8000]")]
 DataOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Event log and models [env LEARNLOOP_DATA_DIR; ./data]")
+    Path | None,
+    typer.Option("--data-dir", help="Event log and models [env LEARNLOOP_DATA_DIR; ./data]"),
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="TOML file of decision points [env LEARNLOOP_CONFIG; shipped defaults]"),
+    typer.Option(
+        "--config", help="TOML file of decision points [env LEARNLOOP_CONFIG; shipped defaults]"
+    ),
 ]
 BackendOpt = Annotated[
     str | None, typer.Option(help="embedded (one process) or kafka [env LEARNLOOP_BACKEND]")
@@ -69,7 +74,9 @@ def serve(
     backend: BackendOpt = None,
 ) -> None:
     """Run the decision service; embedded mode also runs the join and the online learner."""
-    settings = load_settings(host=host, port=port, data_dir=data_dir, config=config, backend=backend)
+    settings = load_settings(
+        host=host, port=port, data_dir=data_dir, config=config, backend=backend
+    )
     if settings.backend == "kafka":
         from learnloop.distributed import serve_api
 
@@ -98,7 +105,9 @@ def learn(config: ConfigOpt = None) -> None:
 
 @cli.command()
 def simulate(
-    url: Annotated[str, typer.Option(help="Base URL of a running service")] = "http://127.0.0.1:8000",
+    url: Annotated[
+        str, typer.Option(help="Base URL of a running service")
+    ] = "http://127.0.0.1:8000",
     decisions: Annotated[int, typer.Option(help="How many decisions to simulate")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same shoppers)")] = 7,
     concurrency: Annotated[int, typer.Option(help="Decisions in flight")] = 32,

@@ -49,7 +49,7 @@ class MemoryDecisionPointStore:
 
 
 def load_config_file(path: Path | None) -> list[DecisionPointConfig]:
-    """Decision points from a TOML file (``[[decision_points]]`` tables), or the shipped defaults."""
+    """Decision points from a TOML file (``[[decision_points]]`` tables) or the shipped defaults."""
     try:
         if path is None:
             text = resources.files("learnloop").joinpath("default_config.toml").read_text()

@@ -107,7 +107,9 @@ async def running(runtime: EmbeddedRuntime) -> AsyncIterator[list[asyncio.Task[N
 
 async def serve_embedded(settings: Settings) -> None:
     """``learnloop serve``: the API on ``host:port`` with join and learner alongside."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # VW learns in a worker thread holding the GIL; a shorter switch interval keeps
     # request latency low while it does.
     sys.setswitchinterval(0.001)
@@ -122,8 +124,12 @@ async def serve_embedded(settings: Settings) -> None:
             lifespan="on",
         )
     )
-    log.info("learnloop serving on http://%s:%d (data in %s)", settings.host, settings.port,
-             settings.data_dir.resolve())
+    log.info(
+        "learnloop serving on http://%s:%d (data in %s)",
+        settings.host,
+        settings.port,
+        settings.data_dir.resolve(),
+    )
     try:
         async with running(runtime) as tasks:
             serving = asyncio.create_task(server.serve(), name="learnloop-http")

@@ -100,7 +100,9 @@ class CachedFeaturizer:
         return lines
 
 
-def labelled(lines: Sequence[str], chosen_index: int, reward: float, probability: float) -> list[str]:
+def labelled(
+    lines: Sequence[str], chosen_index: int, reward: float, probability: float
+) -> list[str]:
     """Put the CB label (cost = -reward) on the chosen action's line."""
     out = list(lines)
     row = chosen_index + 1

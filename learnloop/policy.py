@@ -41,7 +41,9 @@ class Policy(ABC):
             raise InvalidInput("no candidate actions left to choose from")
         pmf = self._predict(context, persona, actions)
         if len(pmf) != len(actions):
-            raise RuntimeError(f"policy returned {len(pmf)} probabilities for {len(actions)} actions")
+            raise RuntimeError(
+                f"policy returned {len(pmf)} probabilities for {len(actions)} actions"
+            )
         total = math.fsum(pmf)
         if not total > 0 or not math.isfinite(total):
             return [1.0 / len(actions)] * len(actions)
@@ -52,10 +54,13 @@ class Policy(ABC):
         self._learn(decision, reward)
 
     @abstractmethod
-    def _predict(self, context: Context, persona: str, actions: Sequence[Action]) -> list[float]: ...
+    def _predict(
+        self, context: Context, persona: str, actions: Sequence[Action]
+    ) -> list[float]: ...
 
     def _learn(self, decision: DecisionEvent, reward: float) -> None:
-        """Fixed policies learn nothing."""
+        """Fixed policies learn nothing; learners override this."""
+        return None
 
 
 class UniformPolicy(Policy):

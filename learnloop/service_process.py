@@ -50,8 +50,16 @@ class ServiceProcess:
         env = {**os.environ, **self.env}
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "learnloop.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)],
+            [
+                sys.executable,
+                "-m",
+                "learnloop.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT if self.log_file else subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Settings, read once at the edge (environment ``LEARNLOOP_*`` and CLI flags), frozen, passed in."""
+"""Settings: read once at the edge (``LEARNLOOP_*`` environment, CLI flags), frozen, passed in."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
 
 # Public, so it protects nothing: production must set LEARNLOOP_PSEUDONYM_KEY.
 DEVELOPMENT_PSEUDONYM_KEY = "learnloop-development-pseudonym-key"

@@ -22,20 +22,27 @@ class LearnerMetrics:
             registry=registry,
         )
         self.releases = Counter(
-            "learnloop_model_releases_total", "Model releases published", ["decision_point"],
+            "learnloop_model_releases_total",
+            "Model releases published",
+            ["decision_point"],
             registry=registry,
         )
         self.released_version = Gauge(
-            "learnloop_learner_released_version", "Version of the last published release",
-            ["decision_point"], registry=registry,
+            "learnloop_learner_released_version",
+            "Version of the last published release",
+            ["decision_point"],
+            registry=registry,
         )
         self.learn_rate = Gauge(
             "learnloop_learner_examples_per_second",
             "Learner throughput while learning (examples per second of learn time)",
-            ["decision_point"], registry=registry,
+            ["decision_point"],
+            registry=registry,
         )
 
     def published(self, release: ModelRelease) -> None:
         self.releases.labels(release.decision_point).inc()
         self.released_version.labels(release.decision_point).set(release.version)
-        self.learn_rate.labels(release.decision_point).set(release.metrics.get("learn_per_second", 0))
+        self.learn_rate.labels(release.decision_point).set(
+            release.metrics.get("learn_per_second", 0)
+        )

@@ -55,8 +55,23 @@ class DecisionPointConfig(DecisionPointSpec):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
-_FORBIDDEN_VW_ARGS = frozenset({
-    "-d", "--data", "-f", "--final_regressor", "-i", "--initial_regressor", "--cache_file",
-    "-c", "--cache", "--daemon", "--port", "-p", "--predictions", "--readable_model",
-    "--invert_hash", "--save_resume",
-})
+_FORBIDDEN_VW_ARGS = frozenset(
+    {
+        "-d",
+        "--data",
+        "-f",
+        "--final_regressor",
+        "-i",
+        "--initial_regressor",
+        "--cache_file",
+        "-c",
+        "--cache",
+        "--daemon",
+        "--port",
+        "-p",
+        "--predictions",
+        "--readable_model",
+        "--invert_hash",
+        "--save_resume",
+    }
+)

@@ -52,7 +52,9 @@ def to_dsjson(example: JoinedExample) -> str:
         "_label_probability": decision.chosen_probability,
         "_label_Action": decision.chosen_index + 1,
         "_labelIndex": decision.chosen_index,
-        "o": [{"v": o.value, "EventId": o.outcome_id, "ActionTaken": False} for o in example.outcomes]
+        "o": [
+            {"v": o.value, "EventId": o.outcome_id, "ActionTaken": False} for o in example.outcomes
+        ]
         if example.outcomes
         else [],
         "Timestamp": utc_now_iso(decision.timestamp),

@@ -44,7 +44,9 @@ MODELS: tuple[type[BaseModel], ...] = (
 def rendered() -> dict[str, str]:
     """File name -> JSON Schema text for every contract model."""
     return {
-        f"{model.__name__}.schema.json": json.dumps(model.model_json_schema(), indent=2, sort_keys=True)
+        f"{model.__name__}.schema.json": json.dumps(
+            model.model_json_schema(), indent=2, sort_keys=True
+        )
         + "\n"
         for model in MODELS
     }

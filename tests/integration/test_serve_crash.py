@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 START = datetime.now(UTC) - timedelta(hours=2)
 
 
-async def kill_mid_load(service: ServiceProcess, traffic: Traffic, first: int, last: int,
-                        kill_after: int) -> None:
+async def kill_mid_load(
+    service: ServiceProcess, traffic: Traffic, first: int, last: int, kill_after: int
+) -> None:
     """Run traffic and SIGKILL the service once ``kill_after`` decisions were acknowledged,
     while requests are still in flight."""
     load = asyncio.create_task(traffic.run(first, last, concurrency=16))
@@ -62,9 +63,12 @@ async def test_acknowledged_decisions_survive_kill_9(tmp_path: Path) -> None:
     with ServiceProcess(data) as again, httpx.Client(base_url=again.url) as client:
         for event_id in list(traffic.acked_decisions)[:50]:
             n = int(event_id[1:])
-            body = {"decision_point": "home_products", "event_id": event_id,
-                    "timestamp": traffic.time(n).isoformat(),
-                    "context": {"session_id": f"s{n % 50}", "features": {"page": f"p{n % 3}"}}}
+            body = {
+                "decision_point": "home_products",
+                "event_id": event_id,
+                "timestamp": traffic.time(n).isoformat(),
+                "context": {"session_id": f"s{n % 50}", "features": {"page": f"p{n % 3}"}},
+            }
             answer = client.post("/v1/decisions", json=body).json()
             assert answer["action_id"] == traffic.acked_decisions[event_id]
     assert len(await logged(data, Streams.DECISIONS)) == len(found)
@@ -118,8 +122,9 @@ async def wait_for_release(url: str, minimum_examples: int, timeout: float = 30.
     raise AssertionError(f"no release with {minimum_examples} examples; last {model}")
 
 
-async def wait_for_joined(data: Path, url: str, expected: int, timeout: float = 30.0
-                          ) -> list[JoinedExample]:
+async def wait_for_joined(
+    data: Path, url: str, expected: int, timeout: float = 30.0
+) -> list[JoinedExample]:
     """Joined examples from the log once their count stops short of nothing (bounded)."""
     for _ in range(int(timeout / 0.2)):
         # The running service holds the log; a second reader is fine with WAL.

@@ -41,8 +41,12 @@ class Traffic:
     async def outcome(self, client: httpx.AsyncClient, n: int) -> None:
         """A basket_add for decision n, 2 s of event time after it, with a stable id."""
         outcome_id = f"o{n}"
-        body = {"outcome_id": outcome_id, "event_id": f"d{n}", "type": "basket_add",
-                "timestamp": (self.time(n) + timedelta(seconds=2)).isoformat()}
+        body = {
+            "outcome_id": outcome_id,
+            "event_id": f"d{n}",
+            "type": "basket_add",
+            "timestamp": (self.time(n) + timedelta(seconds=2)).isoformat(),
+        }
         response = await client.post("/v1/outcomes", json=body)
         response.raise_for_status()
         self.acked_outcomes[outcome_id] = f"d{n}"
@@ -54,14 +58,15 @@ class Traffic:
             for chunk in range(first, last, concurrency):
                 numbers = range(chunk, min(chunk + concurrency, last))
                 await asyncio.gather(*(self.decide(client, n) for n in numbers))
-                await asyncio.gather(
-                    *(self.outcome(client, n) for n in numbers if n % 3 == 0)
-                )
+                await asyncio.gather(*(self.outcome(client, n) for n in numbers if n % 3 == 0))
                 self.sent = numbers[-1] + 1
 
     async def tick(self, n: int) -> None:
         """An unmapped outcome far in event time: pushes stream time past all windows."""
         async with httpx.AsyncClient(base_url=self.base_url, timeout=10.0) as client:
-            body = {"session_id": "clock", "type": "clock_tick",
-                    "timestamp": (self.time(n) + timedelta(seconds=60)).isoformat()}
+            body = {
+                "session_id": "clock",
+                "type": "clock_tick",
+                "timestamp": (self.time(n) + timedelta(seconds=60)).isoformat(),
+            }
             (await client.post("/v1/outcomes", json=body)).raise_for_status()

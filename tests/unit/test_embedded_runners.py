@@ -18,24 +18,41 @@ ACTIONS = [{"id": a} for a in ("category1", "category2", "bestsellers", "trendin
 
 def decision(n: int, at: float, session: str = "s") -> Append:
     event = DecisionEvent(
-        event_id=f"d{n}", timestamp=T0 + timedelta(seconds=at), decision_point="home_products",
-        context={"session_id": f"{session}{n}", "features": {"page": "home"}}, persona="visitor",
-        actions=ACTIONS, chosen_index=n % 4, probabilities=[0.25] * 4, model_version="0",
+        event_id=f"d{n}",
+        timestamp=T0 + timedelta(seconds=at),
+        decision_point="home_products",
+        context={"session_id": f"{session}{n}", "features": {"page": "home"}},
+        persona="visitor",
+        actions=ACTIONS,
+        chosen_index=n % 4,
+        probabilities=[0.25] * 4,
+        model_version="0",
     )
-    return Append(Streams.DECISIONS, event.model_dump_json().encode(), key=event.event_id,
-                  unique_key=event.event_id)
+    return Append(
+        Streams.DECISIONS,
+        event.model_dump_json().encode(),
+        key=event.event_id,
+        unique_key=event.event_id,
+    )
 
 
 def outcome(n: int, at: float, kind: str = "basket_add") -> Append:
-    event = OutcomeEvent(outcome_id=f"o{n}-{kind}", event_id=f"d{n}", type=kind,
-                         timestamp=T0 + timedelta(seconds=at))
-    return Append(Streams.OUTCOMES, event.model_dump_json().encode(), key=event.event_id,
-                  unique_key=event.outcome_id)
+    event = OutcomeEvent(
+        outcome_id=f"o{n}-{kind}", event_id=f"d{n}", type=kind, timestamp=T0 + timedelta(seconds=at)
+    )
+    return Append(
+        Streams.OUTCOMES,
+        event.model_dump_json().encode(),
+        key=event.event_id,
+        unique_key=event.outcome_id,
+    )
 
 
 async def joined(log: MemoryEventLog) -> list[JoinedExample]:
-    return [JoinedExample.model_validate_json(r.value)
-            for r in await log.read([Streams.JOINED], -1, 100_000)]
+    return [
+        JoinedExample.model_validate_json(r.value)
+        for r in await log.read([Streams.JOINED], -1, 100_000)
+    ]
 
 
 def stores() -> tuple[MemoryEventLog, MemoryDecisionPointStore, FakeClock]:

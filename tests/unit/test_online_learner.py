@@ -9,8 +9,8 @@ import pytest
 
 from learnloop.clock import FakeClock
 from learnloop.errors import Unavailable
-from learnloop.modelstore import MemoryModelStore
 from learnloop.featurizer import CachedFeaturizer
+from learnloop.modelstore import MemoryModelStore
 from online_learner.learner import OnlineLearner
 from online_learner.releases import publish_due, resume
 from schemas import Action, Context, DecisionEvent, DecisionPointConfig, JoinedExample

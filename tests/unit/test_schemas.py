@@ -51,7 +51,16 @@ def test_event_times_are_normalised_to_utc() -> None:
         ({"decision_point": "bad name!"}, "pattern"),
         ({"decision_point": "x", "surprise": 1}, "Extra inputs"),
     ],
-    ids=["naive-time", "no-actions", "duplicate-ids", "257-actions", "nan", "too-deep", "bad-name", "extra"],
+    ids=[
+        "naive-time",
+        "no-actions",
+        "duplicate-ids",
+        "257-actions",
+        "nan",
+        "too-deep",
+        "bad-name",
+        "extra",
+    ],
 )
 def test_decision_request_refuses(body: dict[str, object], fragment: str) -> None:
     with pytest.raises(ValidationError, match=fragment):

@@ -1,0 +1,165 @@
+"""The distributed mode: the decision service, the join and the learner as separate processes.
+
+Composition root (with :mod:`learnloop.cli` and :mod:`learnloop.embedded`): the one
+place that wires the service packages to Kafka and Redis.
+
+- ``learnloop serve --backend kafka`` → :func:`serve_api`: the API over
+  :class:`~learnloop.kafka.sink.KafkaEventSink` (a decision or outcome is
+  acknowledged only after the broker confirmed it, acks=all) and the Redis
+  decision-point and model stores. It keeps no local state, so any number of
+  replicas can run behind a load balancer. Each replica swaps models on the Redis
+  release notification and keeps polling the store as a fallback.
+- ``learnloop learn`` → :func:`run_learner_worker` (:mod:`online_learner.kafka_runner`).
+- ``learnloop join`` → :func:`run_join_worker` (:mod:`join_service.kafka_runner`).
+
+Every connection is made with ``settings.connect_timeout_seconds``: an unreachable
+Kafka or Redis stops start-up with :class:`~learnloop.errors.Unavailable` (the CLI
+prints it and exits 1) instead of hanging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+import uvicorn
+from fastapi import FastAPI
+
+from app.main import create_app
+from learnloop.clock import Clock
+from learnloop.decision_point_store_redis import RedisDecisionPointStore
+from learnloop.decision_points import load_config_file
+from learnloop.kafka.connect import connect_redis, display_url, start_admin
+from learnloop.kafka.sink import KafkaEventSink
+from learnloop.kafka.topics import TopicNames, ensure_topics
+from learnloop.modelstore.redis import RedisModelStore
+from learnloop.settings import Settings
+
+log = logging.getLogger("learnloop")
+
+
+@dataclass
+class DistributedApi:
+    """One wired API replica: its app and the clients it closes on shutdown."""
+
+    settings: Settings
+    app: FastAPI
+    events: KafkaEventSink
+    decision_points: RedisDecisionPointStore
+    models: RedisModelStore
+    redis: aioredis.Redis
+
+    async def close(self) -> None:
+        try:
+            await self.events.close()
+        finally:
+            await self.models.close()
+            await self.decision_points.close()
+            await self.redis.aclose()
+
+
+async def ensure_kafka_topics(settings: Settings) -> list[str]:
+    """Create the topics that are missing (idempotent; checks co-partitioning)."""
+    admin = await start_admin(settings.kafka_bootstrap, settings.connect_timeout_seconds)
+    try:
+        return await ensure_topics(
+            admin,
+            TopicNames(settings.topic_prefix),
+            settings.kafka_partitions,
+            settings.kafka_replication,
+        )
+    finally:
+        await admin.close()
+
+
+async def open_api(settings: Settings, clock: Clock | None = None) -> DistributedApi:
+    """Connect to Kafka and Redis (bounded), seed the decision points, build the app.
+
+    The app's model registry refreshes a decision point as soon as the model store
+    announces a release of it (Redis pub/sub), and polls every
+    ``settings.model_poll_seconds`` in case a notification was missed.
+    """
+    await ensure_kafka_topics(settings)
+    redis = await connect_redis(settings.redis_url, settings.connect_timeout_seconds)
+    try:
+        decision_points = RedisDecisionPointStore(redis, settings.redis_prefix)
+        added = await decision_points.seed(load_config_file(settings.config))
+        if added:
+            log.info("installed decision points %s", ", ".join(added))
+        models = RedisModelStore(redis, settings.redis_prefix, keep=settings.model_keep_versions)
+        events = await KafkaEventSink.connect(settings)
+    except BaseException:
+        await redis.aclose()
+        raise
+    try:
+        app = create_app(
+            settings, events=events, decision_points=decision_points, models=models, clock=clock
+        )
+    except BaseException:
+        await events.close()
+        await redis.aclose()
+        raise
+    app.state.registry.listen(models.watch)
+    return DistributedApi(settings, app, events, decision_points, models, redis)
+
+
+@contextlib.asynccontextmanager
+async def running_api(settings: Settings, clock: Clock | None = None) -> AsyncIterator[FastAPI]:
+    """An opened API with its lifespan running (models loaded, watcher on); for tests,
+    benchmarks and embedding in another ASGI server."""
+    api = await open_api(settings, clock)
+    try:
+        async with api.app.router.lifespan_context(api.app):
+            yield api.app
+    finally:
+        await api.close()
+
+
+async def serve_api(settings: Settings) -> None:
+    """``learnloop serve --backend kafka``: one stateless API replica on ``host:port``."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    api = await open_api(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            api.app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+        )
+    )
+    log.info(
+        "learnloop API serving on http://%s:%d (Kafka %s, Redis %s)",
+        settings.host,
+        settings.port,
+        settings.kafka_bootstrap,
+        display_url(settings.redis_url),
+    )
+    try:
+        await server.serve()
+    finally:
+        await api.close()
+
+
+async def run_learner_worker(settings: Settings) -> None:
+    """``learnloop learn``: one online-learner worker in the learner consumer group."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    from online_learner.kafka_runner import run_learner_worker as run
+
+    await run(settings)
+
+
+async def run_join_worker(settings: Settings) -> None:
+    """``learnloop join``: one join worker (imported lazily: the join runner is optional
+    for the other commands)."""
+    from join_service.kafka_runner import run_join_worker as run
+
+    await run(settings)
