@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from join_service.metrics import JoinMetrics
 from join_service.window import Join, JoinInput, idle_stream_time
 from learnloop.clock import Clock, SystemClock
-from learnloop.decision_points import DecisionPointStore
+from learnloop.decision_points import DecisionPointCache, DecisionPointStore
 from learnloop.eventlog.base import Append, EventLog, LogRecord, Streams
 from schemas import (
     ActivationEvent,
     DecisionEvent,
-    DecisionPointConfig,
     JoinedExample,
     OutcomeEvent,
     RewardEvent,
@@ -81,13 +80,11 @@ class EmbeddedJoinRunner:
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
         self.checkpoint_seconds = checkpoint_seconds
-        self.config_refresh_seconds = config_refresh_seconds
-        self._configs: dict[str, DecisionPointConfig] = {}
-        self._join = Join(self._configs)
+        self._configs = DecisionPointCache(decision_points, config_refresh_seconds)
+        self._join = Join(self._configs.mapping)
         self._offset = -1
         self._last_arrival = 0.0
         self._last_checkpoint = 0.0
-        self._last_config_refresh = -1e9
         self._dirty = False
 
     @property
@@ -101,11 +98,11 @@ class EmbeddedJoinRunner:
 
     async def start(self) -> None:
         """Load configs and restore the join state and offset of the last checkpoint."""
-        await self._refresh_configs(force=True)
+        await self._configs.refresh(self.clock.monotonic(), force=True)
         snapshot = await self.events.load_state(STATE_SNAPSHOT)
         offset = await self.events.load_state(STATE_OFFSET)
         if snapshot is not None and offset is not None:
-            self._join = Join.restore(snapshot, self._configs)
+            self._join = Join.restore(snapshot, self._configs.mapping)
             self._offset = int(offset)
             log.info("join restored at offset %d", self._offset)
         self._last_arrival = self.clock.monotonic()
@@ -123,7 +120,7 @@ class EmbeddedJoinRunner:
 
     async def step(self) -> int:
         """Handle one batch of input (or advance an idle stream); return events consumed."""
-        await self._refresh_configs()
+        await self._configs.refresh(self.clock.monotonic())
         records = await self.events.read(Streams.JOIN_INPUTS, self._offset, self.batch_size)
         emitted: list[JoinedExample] = []
         if records:
@@ -206,12 +203,3 @@ class EmbeddedJoinRunner:
         self.metrics.held.set(stats.held_events)
         if stats.stream_time is not None:
             self.metrics.lag.set((self.clock.now() - stats.stream_time).total_seconds())
-
-    async def _refresh_configs(self, force: bool = False) -> None:
-        now = self.clock.monotonic()
-        if force or now - self._last_config_refresh >= self.config_refresh_seconds:
-            # Updated in place: the join holds this very mapping.
-            configs = await self.decision_points.all()
-            self._configs.clear()
-            self._configs.update({c.name: c for c in configs})
-            self._last_config_refresh = now

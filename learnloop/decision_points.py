@@ -64,3 +64,29 @@ def load_config_file(path: Path | None) -> list[DecisionPointConfig]:
         return [DecisionPointConfig(**item) for item in data.get("decision_points", [])]
     except ValidationError as exc:
         raise ConfigurationError(f"invalid decision point in {source}: {exc}") from exc
+
+
+class DecisionPointCache:
+    """The decision points as a plain mapping for pure cores (join, learner), refreshed
+    from a store at most every ``refresh_seconds`` of a monotonic clock.
+
+    ``mapping`` is updated in place, so a core holding it sees changes (a new window,
+    a promoted ``vw_args``) without being rebuilt.
+    """
+
+    def __init__(self, store: DecisionPointStore, refresh_seconds: float = 1.0) -> None:
+        self.store = store
+        self.refresh_seconds = refresh_seconds
+        self.mapping: dict[str, DecisionPointConfig] = {}
+        self._refreshed_at: float | None = None
+
+    async def refresh(self, now_monotonic: float, force: bool = False) -> None:
+        due = (
+            self._refreshed_at is None or now_monotonic - self._refreshed_at >= self.refresh_seconds
+        )
+        if force or due:
+            current = {c.name: c for c in await self.store.all()}
+            for gone in self.mapping.keys() - current.keys():
+                del self.mapping[gone]
+            self.mapping.update(current)
+            self._refreshed_at = now_monotonic

@@ -7,13 +7,13 @@ import asyncio
 import logging
 
 from learnloop.clock import Clock, SystemClock
-from learnloop.decision_points import DecisionPointStore
+from learnloop.decision_points import DecisionPointCache, DecisionPointStore
 from learnloop.eventlog.base import EventLog, LogRecord, Streams
 from learnloop.modelstore.base import ModelStore
 from online_learner.learner import OnlineLearner
 from online_learner.metrics import LearnerMetrics
 from online_learner.releases import publish_due, resume
-from schemas import DecisionPointConfig, JoinedExample
+from schemas import JoinedExample
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +47,13 @@ class EmbeddedLearnerRunner:
         self.metrics = metrics or LearnerMetrics()
         self.poll_seconds = poll_seconds
         self.batch_size = batch_size
-        self.config_refresh_seconds = config_refresh_seconds
-        self._configs: dict[str, DecisionPointConfig] = {}
+        self._configs = DecisionPointCache(decision_points, config_refresh_seconds)
         self.learner = OnlineLearner(
-            self._configs,
+            self._configs.mapping,
             release_every_examples=release_every_examples,
             release_every_seconds=release_every_seconds,
         )
         self._offset = -1
-        self._last_config_refresh = -1e9
 
     @property
     def offset(self) -> int:
@@ -63,8 +61,8 @@ class EmbeddedLearnerRunner:
 
     async def start(self) -> None:
         """Restore the current releases and find where to resume reading."""
-        await self._refresh_configs(force=True)
-        self._offset = await resume(self.learner, self.models, list(self._configs))
+        await self._configs.refresh(self.clock.monotonic(), force=True)
+        self._offset = await resume(self.learner, self.models, list(self._configs.mapping))
         log.info("learner resumes after offset %d", self._offset)
 
     async def run(self) -> None:
@@ -78,7 +76,7 @@ class EmbeddedLearnerRunner:
 
     async def step(self) -> int:
         """Learn one batch of joined examples and publish what is due; return examples read."""
-        await self._refresh_configs()
+        await self._configs.refresh(self.clock.monotonic())
         records = await self.events.read([Streams.JOINED], self._offset, self.batch_size)
         if records:
             learned = await asyncio.to_thread(self._learn, records)
@@ -100,11 +98,3 @@ class EmbeddedLearnerRunner:
                 name = example.decision.decision_point
                 learned[name] = learned.get(name, 0) + 1
         return learned
-
-    async def _refresh_configs(self, force: bool = False) -> None:
-        now = self.clock.monotonic()
-        if force or now - self._last_config_refresh >= self.config_refresh_seconds:
-            configs = await self.decision_points.all()
-            self._configs.clear()
-            self._configs.update({c.name: c for c in configs})
-            self._last_config_refresh = now
