@@ -75,7 +75,13 @@ async def open_runtime(settings: Settings, clock: Clock | None = None) -> Embedd
         settings, events=events, decision_points=decision_points, models=models, clock=clock
     )
     registry = app.state.metrics_registry
-    join = EmbeddedJoinRunner(events, decision_points, clock=clock, metrics=JoinMetrics(registry))
+    join = EmbeddedJoinRunner(
+        events,
+        decision_points,
+        clock=clock,
+        metrics=JoinMetrics(registry),
+        checkpoint_seconds=settings.join_checkpoint_seconds,
+    )
     learner = EmbeddedLearnerRunner(
         events,
         models,
