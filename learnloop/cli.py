@@ -110,7 +110,7 @@ def simulate(
     ] = "http://127.0.0.1:8000",
     decisions: Annotated[int, typer.Option(help="How many decisions to simulate")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same shoppers)")] = 7,
-    concurrency: Annotated[int, typer.Option(help="Decisions in flight")] = 32,
+    concurrency: Annotated[int, typer.Option(help="Decisions in flight")] = 64,
     decision_point: Annotated[str, typer.Option(help="Decision point to drive")] = "home_products",
     client_key: Annotated[
         str | None, typer.Option(envvar="LEARNLOOP_CLIENT_KEY", help="X-API-Key, if keys are set")

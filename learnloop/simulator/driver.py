@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,69 +23,43 @@ import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from learnloop.errors import ConfigurationError, Unavailable
+from learnloop.simulator.http_client import (
+    AiohttpSender,
+    HttpxTransportSender,
+    Sender,
+    SendFailed,
+)
 from learnloop.simulator.ledger import Ledger, SimulationReport
 from learnloop.simulator.shop import ACTIONS, MEAN_GAP, Shop, Visit, plan_event_time
 
-TIMEOUT = httpx.Timeout(30.0).as_dict()
 OUTCOME_BATCH = 500  # outcomes per POST, well under the API's body limit
 
 
 @dataclass
 class _Service:
-    """The HTTP side: decisions, outcome batches, and the optional service read-outs.
+    """The service as the simulator uses it: decisions, outcome batches, read-outs."""
 
-    Each in-flight slot owns a one-connection keep-alive transport, and requests
-    go to it directly with pre-parsed URLs and orjson bodies: ``AsyncClient``'s
-    URL merging and cookies, and httpcore's pool scans (quadratic in
-    connections), cost several times more client CPU — which matters when the
-    service shares the machine. Slot 0 also carries outcomes and read-outs.
-    """
-
-    transports: list[httpx.AsyncBaseTransport]
-    base_url: httpx.URL
+    sender: Sender
     decision_point: str
-    headers: dict[str, str]
     errors: int = 0
     sent: int = 0
     first_error: str | None = None
-    _urls: dict[str, httpx.URL] = field(default_factory=dict)
 
-    async def _send(
-        self, method: str, path: str, body: Any = None, slot: int = 0
-    ) -> tuple[int, bytes]:
-        url = self._urls.get(path) or self._urls.setdefault(path, self.base_url.join(path))
-        request = httpx.Request(
-            method,
-            url,
-            headers=self.headers,
-            extensions={"timeout": TIMEOUT},
-            content=None if body is None else orjson.dumps(body),
-        )
-        transport = self.transports[slot % len(self.transports)]
-        try:
-            response = await transport.handle_async_request(request)
-        except (httpx.ReadError, httpx.RemoteProtocolError):
-            # The server closed a kept-alive connection just as we reused it: retry once.
-            response = await transport.handle_async_request(request)
-        try:
-            return response.status_code, await response.aread()
-        finally:
-            await response.aclose()
+    async def _send(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        return await self.sender.send(method, path, None if body is None else orjson.dumps(body))
 
-    async def _call(
-        self, method: str, path: str, body: Any = None, optional: bool = False, slot: int = 0
-    ) -> Any:
+    async def _call(self, method: str, path: str, body: Any = None, optional: bool = False) -> Any:
         """JSON of a successful call, or None after counting the error (the run goes on).
 
         ``optional`` read-outs (the model's counters) fail silently: not every
         deployment exposes them, and the report stands on the simulator's own books.
         """
         try:
-            status, content = await self._send(method, path, body, slot)
+            status, content = await self._send(method, path, body)
             if status < 400:
                 return orjson.loads(content) if content else {}
             detail = f"{status} {content[:300].decode(errors='replace')}"
-        except (httpx.HTTPError, orjson.JSONDecodeError) as exc:
+        except (SendFailed, orjson.JSONDecodeError) as exc:
             detail = repr(exc)
         if optional:
             return None
@@ -120,14 +93,14 @@ class _Service:
         shop = Shop(seed, window, reward_map=spec.get("reward_map") or None, mean_gap_seconds=gap)
         return shop, start
 
-    async def decide(self, visit: Visit, slot: int) -> tuple[str, str] | None:
-        """POST one decision on ``slot``'s connection; its ``(event_id, action_id)`` or None."""
+    async def decide(self, visit: Visit) -> tuple[str, str] | None:
+        """POST one decision; its ``(event_id, action_id)`` or None."""
         context: dict[str, Any] = {"session_id": visit.session_id, "features": dict(visit.features)}
         if visit.shopper.user_id is not None:
             context["user_id"] = visit.shopper.user_id
         body = {"decision_point": self.decision_point, "context": context}
         body["timestamp"] = visit.timestamp.isoformat()
-        data = await self._call("POST", "/v1/decisions", body, slot=slot)
+        data = await self._call("POST", "/v1/decisions", body)
         if not isinstance(data, dict) or "event_id" not in data or "action_id" not in data:
             return None
         return str(data["event_id"]), str(data["action_id"])
@@ -165,7 +138,7 @@ class _Service:
         """``/metrics`` samples as (name, labels, value); empty if unavailable."""
         try:
             status, content = await self._send("GET", "/metrics")
-        except httpx.HTTPError:
+        except SendFailed:
             return []
         samples = []
         for line in content.decode(errors="replace").splitlines() if status < 400 else []:
@@ -203,7 +176,7 @@ async def run_simulation(
     base_url: str,
     decisions: int = 20000,
     seed: int = 7,
-    concurrency: int = 32,
+    concurrency: int = 64,
     decision_point: str = "home_products",
     start: datetime | None = None,
     progress: bool = True,
@@ -232,15 +205,14 @@ async def run_simulation(
     headers = {"content-type": "application/json"}
     if client_key:
         headers["x-api-key"] = client_key
-    one, slots = httpx.Limits(max_connections=1, max_keepalive_connections=1), range(concurrency)
     began = time.monotonic()
-    async with contextlib.AsyncExitStack() as stack:
-        pool: list[httpx.AsyncBaseTransport] = [transport] if transport else []
-        tls = ssl.create_default_context()  # one context, not one per connection
-        pool += [] if transport else [httpx.AsyncHTTPTransport(tls, limits=one) for _ in slots]
-        for t in pool:
-            await stack.enter_async_context(t)
-        service = _Service(pool, httpx.URL(base_url), decision_point, headers)
+    sender: Sender = (
+        HttpxTransportSender(transport, base_url, headers)
+        if transport is not None
+        else AiohttpSender(base_url, headers, connections=concurrency)
+    )
+    try:
+        service = _Service(sender, decision_point)
         shop, start = await service.shop_for(seed, decisions, start)
         dropped_before = await service.dropped_outcomes() or (0.0, 0.0)
         learned_before = await service.examples_learned() or 0
@@ -252,7 +224,7 @@ async def run_simulation(
             while chunk := [v for _, v in zip(range(concurrency), visits, strict=False)]:
                 last_time = chunk[-1].timestamp
                 await service.send_outcomes(ledger.due(last_time))
-                answers = await asyncio.gather(*(service.decide(v, i) for i, v in enumerate(chunk)))
+                answers = await asyncio.gather(*(service.decide(v) for v in chunk))
                 if not any(answers):
                     if ledger.decisions == 0:
                         raise Unavailable(
@@ -271,6 +243,8 @@ async def run_simulation(
         learned = await service.wait_for_learner(learned_before + ledger.decisions)
         dropped = await service.dropped_outcomes()
         late = [a - b for a, b in zip(dropped, dropped_before, strict=True)] if dropped else None
+    finally:
+        await sender.close()
     return ledger.report(
         http_errors=service.errors,
         outcomes_sent=service.sent,
@@ -281,5 +255,3 @@ async def run_simulation(
         service_examples_learned=learned,
         first_error=service.first_error,
     )
-
-

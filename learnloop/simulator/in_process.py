@@ -72,5 +72,3 @@ def run_in_process(
         wall_seconds=time.monotonic() - began,
         simulated_seconds=(last - start).total_seconds(),
     )
-
-

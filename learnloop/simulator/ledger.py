@@ -124,7 +124,6 @@ class Ledger:
         )
 
 
-
 def render_report(report: SimulationReport) -> Table:
     """The end-of-run table: learned vs uniform random vs oracle, then the counts."""
     table = Table(title="learnloop simulate — expected reward per decision, last quarter")
@@ -159,4 +158,3 @@ def render_report(report: SimulationReport) -> Table:
             value = row[1]
             table.add_row(row[0], value if isinstance(value, str) else f"{value:,.0f}")
     return table
-
