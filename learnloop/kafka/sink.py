@@ -169,6 +169,66 @@ class KafkaEventSink:
         routed = await asyncio.gather(*(self._route(item) for item in records))
         return list(await asyncio.gather(*(self._append_one(item) for item in routed)))
 
+    async def append_owned(self, records: Sequence[Append]) -> list[AppendResult]:
+        """Append records whose unique keys only this caller writes, without claims.
+
+        For a single writer per key, such as the join worker (a decision's joined
+        example is emitted only by the owner of the decision's partition): keys
+        already recorded are skipped (``existed=True``), the others are produced,
+        acknowledged, then recorded. Without a claim, a writer that crashed never
+        makes its successor wait; a crash between produce and record leaves a
+        record the index does not know, which the successor finds by its own means
+        (the join worker re-reads its output since its checkpoint) and passes to
+        :meth:`remember`.
+        """
+        if self._closed:
+            raise Unavailable("the Kafka event sink is closed: the service is shutting down")
+        routed = await asyncio.gather(*(self._route(item) for item in records))
+        keyed = [n for n, item in enumerate(routed) if item.unique_key is not None]
+        index_keys = [self._index_key_of(routed[n]) for n in keyed]
+        raws = await self._index(self.redis.mget(index_keys)) if keyed else []
+        done: dict[int, AppendResult] = {}
+        for n, raw in zip(keyed, raws, strict=True):
+            entry = _IndexEntry.decode(raw) if raw is not None else None
+            if entry is not None and entry.offset != _PENDING:  # a claim is overwritten
+                done[n] = AppendResult(entry.offset, entry.value, existed=True)
+        new = [n for n in range(len(routed)) if n not in done]
+        produced = await asyncio.gather(
+            *(self._produce(self.names.topic(routed[n].stream), routed[n]) for n in new)
+        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n, metadata in zip(new, produced, strict=True):
+                item = routed[n]
+                done[n] = AppendResult(metadata.offset, item.value, existed=False)
+                if item.unique_key is not None:
+                    entry = _IndexEntry(metadata.offset, metadata.partition, item.key, item.value)
+                    pipe.set(self._index_key_of(item), entry.encode(), ex=self.unique_ttl_seconds)
+            await self._index(pipe.execute())
+        return [done[n] for n in range(len(routed))]
+
+    def _index_key_of(self, item: Append) -> str:
+        assert item.unique_key is not None
+        return self.index_key(item.stream, item.unique_key)
+
+    async def remember(
+        self,
+        stream: str,
+        unique_key: str,
+        *,
+        partition: int,
+        offset: int,
+        key: str | None,
+        value: bytes,
+    ) -> None:
+        """Record that ``unique_key`` is at ``partition``/``offset`` of ``stream``'s topic
+        (replacing any claim): for records found in Kafka but not in the index."""
+        entry = _IndexEntry(offset, partition, key, value)
+        await self._index(
+            self.redis.set(
+                self.index_key(stream, unique_key), entry.encode(), ex=self.unique_ttl_seconds
+            )
+        )
+
     async def _route(self, item: Append) -> Append:
         """``item`` keyed by its decision's join key when it is a join input."""
         if item.stream not in Streams.JOIN_INPUTS:
