@@ -20,7 +20,6 @@ with other reductions or interactions must not come back.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -214,23 +213,24 @@ class ModelRegistry:
             await self._poll()
         finally:
             if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+                await _stop(listener)
 
     async def _listen(self, notifications: Callable[[], AsyncIterator[tuple[str, int]]]) -> None:
-        while True:
+        while not _cancel_requested():
             try:
                 async for decision_point, _version in notifications():
                     await self.refresh(decision_point)
+                    if _cancel_requested():
+                        break
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.warning("release notifications lost; polling, resubscribing", exc_info=True)
             await asyncio.sleep(self.poll_seconds)
+        raise asyncio.CancelledError
 
     async def _poll(self) -> None:
-        while True:
+        while not _cancel_requested():
             await asyncio.sleep(self.poll_seconds)
             try:
                 if not self._ready:
@@ -243,3 +243,22 @@ class ModelRegistry:
             except Exception:
                 # The store may be briefly unreachable; keep serving and try again.
                 log.exception("model watcher poll failed; retrying in %.1fs", self.poll_seconds)
+        raise asyncio.CancelledError
+
+
+def _cancel_requested() -> bool:
+    """Whether the current task was cancelled, even if a library swallowed the
+    ``CancelledError`` (redis-py 8.1 on Python 3.11 does, for about one cancel in
+    three): the watcher's loops check it so that shutdown never waits forever."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _stop(task: asyncio.Task[None], attempts: int = 10) -> None:
+    """Cancel ``task`` and wait for it, cancelling again while a cancellation is lost."""
+    for _ in range(attempts):
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=0.1)
+        if done:
+            return
+    log.warning("the release listener did not stop; leaving it to the client's close")

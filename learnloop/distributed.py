@@ -19,10 +19,13 @@ prints it and exits 1) instead of hanging.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 import uvicorn
@@ -118,13 +121,23 @@ async def running_api(settings: Settings, clock: Clock | None = None) -> AsyncIt
         await api.close()
 
 
+class _ApiServer(uvicorn.Server):
+    """uvicorn without its own signal handling: after a graceful shutdown uvicorn re-raises
+    SIGTERM, which would kill the process before :func:`serve_api` closes its clients."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve_api(settings: Settings) -> None:
-    """``learnloop serve --backend kafka``: one stateless API replica on ``host:port``."""
+    """``learnloop serve --backend kafka``: one stateless API replica on ``host:port``,
+    until SIGTERM or SIGINT (then in-flight requests finish and the clients close)."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     api = await open_api(settings)
-    server = uvicorn.Server(
+    server = _ApiServer(
         uvicorn.Config(
             api.app,
             host=settings.host,
@@ -134,6 +147,9 @@ async def serve_api(settings: Settings) -> None:
             lifespan="on",
         )
     )
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, setattr, server, "should_exit", True)
     log.info(
         "learnloop API serving on http://%s:%d (Kafka %s, Redis %s)",
         settings.host,
@@ -144,17 +160,45 @@ async def serve_api(settings: Settings) -> None:
     try:
         await server.serve()
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
         await api.close()
 
 
-async def run_learner_worker(settings: Settings) -> None:
-    """``learnloop learn``: one online-learner worker in the learner consumer group."""
+async def run_learner_worker(settings: Settings, **options: Any) -> None:
+    """``learnloop learn``: one online-learner worker in the learner consumer group,
+    until SIGTERM or SIGINT; then it publishes what is due, commits and leaves the group.
+
+    The decision points of ``settings.config`` are seeded into Redis (never overwriting
+    an admin's change), as the API does. ``options`` go to
+    :class:`~online_learner.kafka_runner.KafkaLearnerRunner`.
+    """
+    from online_learner.kafka_runner import KafkaLearnerRunner
+
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    from online_learner.kafka_runner import run_learner_worker as run
-
-    await run(settings)
+    redis = await connect_redis(settings.redis_url, settings.connect_timeout_seconds)
+    decision_points = RedisDecisionPointStore(redis, settings.redis_prefix)
+    models = RedisModelStore(redis, settings.redis_prefix, keep=settings.model_keep_versions)
+    try:
+        added = await decision_points.seed(load_config_file(settings.config))
+        if added:
+            log.info("installed decision points %s", ", ".join(added))
+        runner = KafkaLearnerRunner(settings, models, decision_points, **options)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await runner.run(until=stop)
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+    finally:
+        await models.close()
+        await decision_points.close()
+        await redis.aclose()
 
 
 async def run_join_worker(settings: Settings) -> None:
