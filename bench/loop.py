@@ -137,9 +137,10 @@ async def bench_freshness(rounds: int) -> list[float]:
     """Seconds from the window-closing event's acknowledgement to a served model that
     learned that window (a real ``learnloop serve`` with its default settings)."""
     results: list[float] = []
-    with tempfile.TemporaryDirectory(prefix="learnloop-bench-") as tmp, ServiceProcess(
-        Path(tmp) / "data"
-    ) as service:
+    with (
+        tempfile.TemporaryDirectory(prefix="learnloop-bench-") as tmp,
+        ServiceProcess(Path(tmp) / "data") as service,
+    ):
         async with httpx.AsyncClient(base_url=service.url, timeout=10) as client:
             start = datetime.now(UTC) - timedelta(hours=1)
             learned = 0

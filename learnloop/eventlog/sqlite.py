@@ -73,8 +73,10 @@ def create_schema(path: Path) -> None:
     try:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise Unavailable(f"event log {path}: cannot switch to WAL mode (got {mode!r}); "
-                              "put the data directory on a local file system")
+            raise Unavailable(
+                f"event log {path}: cannot switch to WAL mode (got {mode!r}); "
+                "put the data directory on a local file system"
+            )
         for statement in _SCHEMA:
             conn.execute(statement)
     finally:
@@ -102,8 +104,11 @@ class _WriteRequest:
 _STOP: Final = object()
 
 
-def _settle(future: asyncio.Future[list[AppendResult]], result: list[AppendResult] | None,
-            error: BaseException | None) -> None:
+def _settle(
+    future: asyncio.Future[list[AppendResult]],
+    result: list[AppendResult] | None,
+    error: BaseException | None,
+) -> None:
     """Runs on the caller's loop; a caller that gave up (cancelled) is skipped."""
     if future.done():
         return
@@ -113,8 +118,9 @@ def _settle(future: asyncio.Future[list[AppendResult]], result: list[AppendResul
         future.set_result(result if result is not None else [])
 
 
-def _deliver(request: _WriteRequest, result: list[AppendResult] | None,
-             error: BaseException | None) -> None:
+def _deliver(
+    request: _WriteRequest, result: list[AppendResult] | None, error: BaseException | None
+) -> None:
     """Hand the outcome of a request back to the loop that is awaiting it."""
     with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
         request.future.get_loop().call_soon_threadsafe(_settle, request.future, result, error)
@@ -342,8 +348,9 @@ class SqliteEventLog:
         with self._submit_lock:
             self._check_open()
             if not self._writer.running:
-                raise Unavailable(f"event log {self.path}: the writer thread has stopped; "
-                                  "restart the service")
+                raise Unavailable(
+                    f"event log {self.path}: the writer thread has stopped; restart the service"
+                )
             self._writer.submit(request)
         return await future
 

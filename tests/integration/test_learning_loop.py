@@ -22,6 +22,8 @@ async def test_served_policy_closes_most_of_the_gap_to_the_oracle(tmp_path: Path
     # Over the last quarter (1,000 decisions) uniform random earns ~0.88 and the oracle
     # ~2.06 per decision; the standard error of a mean of 1,000 expected rewards is
     # below 0.03, so 40 % of the gap (~0.47 above random) cannot be reached by chance.
-    assert report.gap_closed >= 0.40, f"learned {report.learned_expected:.3f}, " \
+    assert report.gap_closed >= 0.40, (
+        f"learned {report.learned_expected:.3f}, "
         f"uniform {report.uniform_expected:.3f}, oracle {report.oracle_expected:.3f}"
+    )
     assert report.learned_realised > report.uniform_expected + 0.3

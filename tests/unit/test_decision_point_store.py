@@ -20,8 +20,9 @@ from schemas.config import DecisionPointConfig
 from schemas.features import Action
 
 
-def config(name: str, *, actions: tuple[str, ...] = ("a", "b"), window: float = 20.0
-           ) -> DecisionPointConfig:
+def config(
+    name: str, *, actions: tuple[str, ...] = ("a", "b"), window: float = 20.0
+) -> DecisionPointConfig:
     return DecisionPointConfig(
         name=name,
         actions=[Action(id=a, features={"price": 1.5}) for a in actions],

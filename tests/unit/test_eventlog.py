@@ -159,7 +159,9 @@ async def test_sqlite_reopen_sees_everything(tmp_path: Path) -> None:
     try:
         records = await second.read(["d", "o", "joined"], after=-1)
         assert [(r.stream, r.key, r.value) for r in records] == [
-            ("d", "k", b"1"), ("o", None, b"2"), ("joined", None, b"j"),
+            ("d", "k", b"1"),
+            ("o", None, b"2"),
+            ("joined", None, b"j"),
         ]
         assert await second.end_offset() == end
         assert await second.load_state("join.offset") == b"2"
@@ -227,8 +229,9 @@ async def test_sqlite_writer_failure_fails_the_batch_and_recovers(
 
         monkeypatch.setattr(writer, "_apply", disk_full)
         outcomes = await asyncio.wait_for(
-            asyncio.gather(*(log.append([rec("c", str(i))]) for i in range(5)),
-                           return_exceptions=True),
+            asyncio.gather(
+                *(log.append([rec("c", str(i))]) for i in range(5)), return_exceptions=True
+            ),
             timeout=5,
         )
         assert all(isinstance(o, Unavailable) and "disk" in str(o) for o in outcomes)
@@ -249,8 +252,9 @@ async def test_sqlite_database_full_fails_the_batch_and_recovers(tmp_path: Path)
         conn.execute(f"PRAGMA max_page_count = {pages}")
         big = Append(stream="c", value=b"x" * 200_000)
         outcomes = await asyncio.wait_for(
-            asyncio.gather(log.append([big]), log.commit([big], {"s": b"1"}),
-                           return_exceptions=True),
+            asyncio.gather(
+                log.append([big]), log.commit([big], {"s": b"1"}), return_exceptions=True
+            ),
             timeout=5,
         )
         assert all(isinstance(o, Unavailable) and "full" in str(o) for o in outcomes)
@@ -279,7 +283,9 @@ async def test_sqlite_bad_request_fails_alone(tmp_path: Path) -> None:
     try:
         bad = Append(stream=None, value=b"x")  # type: ignore[arg-type]
         outcomes = await asyncio.gather(
-            log.append([rec("c", "ok1")]), log.append([bad]), log.append([rec("c", "ok2")]),
+            log.append([rec("c", "ok1")]),
+            log.append([bad]),
+            log.append([rec("c", "ok2")]),
             return_exceptions=True,
         )
         assert isinstance(outcomes[1], InvalidInput)
