@@ -38,7 +38,6 @@ import asyncio
 import contextlib
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -63,6 +62,7 @@ from learnloop.kafka.connect import start_consumer, start_producer  # noqa: E402
 from learnloop.kafka.sink import KafkaEventSink  # noqa: E402
 from learnloop.kafka.topics import TopicNames, partition_of  # noqa: E402
 from learnloop.modelstore.redis import RedisModelStore  # noqa: E402
+from learnloop.service_process import LearnloopProcess, settings_env  # noqa: E402
 from learnloop.settings import Settings  # noqa: E402
 from online_learner.kafka_runner import KafkaLearnerRunner  # noqa: E402
 from schemas.events import DecisionEvent, JoinedExample, OutcomeEvent  # noqa: E402
@@ -283,38 +283,6 @@ async def learner_alone(args: argparse.Namespace, base: Settings) -> tuple[str, 
     )
 
 
-def start_service(command: str, settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LEARNLOOP_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "LEARNLOOP_REDIS_URL": settings.redis_url,
-        "LEARNLOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "LEARNLOOP_REDIS_PREFIX": settings.redis_prefix,
-        "LEARNLOOP_KAFKA_PARTITIONS": str(settings.kafka_partitions),
-        "LEARNLOOP_KAFKA_IDEMPOTENCE": "false",
-        "LEARNLOOP_KAFKA_MAX_BATCH_BYTES": str(settings.kafka_max_batch_bytes),
-    }
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "learnloop.cli", command],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=ROOT,
-        )
-
-
-def stop_service(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
 async def run(
     args: argparse.Namespace, kafka: ServerProcess, redis: ServerProcess, workdir: Path
 ) -> list[tuple[str, str]]:
@@ -335,7 +303,10 @@ async def run(
     all_partitions = range(args.partitions)
     rows: list[tuple[str, str]] = []
     async with running_api(settings) as app:  # also seeds the decision points
-        services = [start_service(c, settings, workdir / f"{c}.log") for c in ("join", "learn")]
+        services = [
+            LearnloopProcess(c, env=settings_env(settings), log_file=workdir / f"{c}.log").start()
+            for c in ("join", "learn")
+        ]
         sink = await KafkaEventSink.connect(settings)
         models = RedisModelStore(sink.redis, settings.redis_prefix)
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
@@ -398,7 +369,7 @@ async def run(
             await http.aclose()
             await sink.close()
             for service in services:
-                stop_service(service)
+                service.stop(timeout=20)
     return rows
 
 

@@ -33,6 +33,7 @@ from learnloop.decision_points import DecisionPointStore
 from learnloop.errors import InvalidInput
 from learnloop.kafka.codec import decode_value
 from learnloop.kafka.topics import TopicNames
+from learnloop.settings import Settings
 from schemas import ActivationEvent, DecisionEvent, DecisionPointConfig, OutcomeEvent, RewardEvent
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,17 @@ class JoinTuning:
     config_refresh_seconds: float = 1.0
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> JoinTuning:
+        """The timings of ``LEARNLOOP_JOIN_WORKER_*`` and ``LEARNLOOP_KAFKA_*``."""
+        return cls(
+            checkpoint_seconds=settings.join_worker_checkpoint_seconds,
+            tick_seconds=settings.join_worker_tick_seconds,
+            max_wait_seconds=settings.join_worker_max_wait_seconds,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        )
 
 
 class JoinPartitions:

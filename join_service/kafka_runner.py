@@ -255,7 +255,7 @@ async def run_join_worker(
 ) -> None:
     """Run the Kafka join worker (``learnloop join``) until ``stop`` is set, or, without
     one, until SIGTERM or SIGINT."""
-    tuning = tuning or JoinTuning()
+    tuning = tuning or JoinTuning.from_settings(settings)
     clock = clock or SystemClock()
     names = TopicNames(settings.topic_prefix)
     admin = await start_admin(settings.kafka_bootstrap, settings.connect_timeout_seconds)
@@ -266,7 +266,9 @@ async def run_join_worker(
     async with contextlib.AsyncExitStack() as resources:
         sink = await KafkaEventSink.connect(settings)
         resources.push_async_callback(sink.close)
-        redis = await connect_redis(settings.redis_url, settings.connect_timeout_seconds)
+        redis = await connect_redis(
+            settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections
+        )
         resources.push_async_callback(redis.aclose)
         reader = await start_consumer(
             settings.kafka_bootstrap,

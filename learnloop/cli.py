@@ -6,6 +6,7 @@ Every option is also an environment variable (``LEARNLOOP_PORT`` …); flags win
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -47,9 +48,11 @@ def load_settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from exc
 
 
-def _run(coro: Any) -> None:
-    """Run a coroutine on uvloop when it is installed (about half the event-loop cost
-    of asyncio's own loop for an HTTP server), else on asyncio's loop."""
+def _run(coro: Any, log_level: str = "WARNING") -> None:
+    """Run a service coroutine on uvloop when it is installed (about half the event-loop
+    cost of asyncio's own loop for an HTTP server), else on asyncio's loop; log lines
+    go to stderr at ``log_level`` (services: ``LEARNLOOP_LOG_LEVEL``)."""
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import uvloop
     except ImportError:
@@ -80,11 +83,11 @@ def serve(
     if settings.backend == "kafka":
         from learnloop.distributed import serve_api
 
-        _run(serve_api(settings))
+        _run(serve_api(settings), settings.log_level)
     else:
         from learnloop.embedded import serve_embedded
 
-        _run(serve_embedded(settings))
+        _run(serve_embedded(settings), settings.log_level)
 
 
 @cli.command()
@@ -92,7 +95,8 @@ def join(config: ConfigOpt = None) -> None:
     """Run the join worker on Kafka (distributed mode)."""
     from learnloop.distributed import run_join_worker
 
-    _run(run_join_worker(load_settings(config=config, backend="kafka")))
+    settings = load_settings(config=config, backend="kafka")
+    _run(run_join_worker(settings), settings.log_level)
 
 
 @cli.command()
@@ -100,7 +104,8 @@ def learn(config: ConfigOpt = None) -> None:
     """Run the online-learner worker on Kafka (distributed mode)."""
     from learnloop.distributed import run_learner_worker
 
-    _run(run_learner_worker(load_settings(config=config, backend="kafka")))
+    settings = load_settings(config=config, backend="kafka")
+    _run(run_learner_worker(settings), settings.log_level)
 
 
 @cli.command()

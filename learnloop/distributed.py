@@ -22,19 +22,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-import uvicorn
 from fastapi import FastAPI
 
 from app.main import create_app
 from learnloop.clock import Clock
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
 from learnloop.decision_points import load_config_file
+from learnloop.http_server import STOP_SIGNALS, serve_http
 from learnloop.kafka.connect import connect_redis, display_url, start_admin
 from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import TopicNames, ensure_topics
@@ -86,7 +85,9 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
     ``settings.model_poll_seconds`` in case a notification was missed.
     """
     await ensure_kafka_topics(settings)
-    redis = await connect_redis(settings.redis_url, settings.connect_timeout_seconds)
+    redis = await connect_redis(
+        settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections
+    )
     try:
         decision_points = RedisDecisionPointStore(redis, settings.redis_prefix)
         added = await decision_points.seed(load_config_file(settings.config))
@@ -121,35 +122,10 @@ async def running_api(settings: Settings, clock: Clock | None = None) -> AsyncIt
         await api.close()
 
 
-class _ApiServer(uvicorn.Server):
-    """uvicorn without its own signal handling: after a graceful shutdown uvicorn re-raises
-    SIGTERM, which would kill the process before :func:`serve_api` closes its clients."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve_api(settings: Settings) -> None:
     """``learnloop serve --backend kafka``: one stateless API replica on ``host:port``,
     until SIGTERM or SIGINT (then in-flight requests finish and the clients close)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     api = await open_api(settings)
-    server = _ApiServer(
-        uvicorn.Config(
-            api.app,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
-    )
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, setattr, server, "should_exit", True)
     log.info(
         "learnloop API serving on http://%s:%d (Kafka %s, Redis %s)",
         settings.host,
@@ -158,10 +134,8 @@ async def serve_api(settings: Settings) -> None:
         display_url(settings.redis_url),
     )
     try:
-        await server.serve()
+        await serve_http(api.app, settings)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(signum)
         await api.close()
 
 
@@ -175,10 +149,9 @@ async def run_learner_worker(settings: Settings, **options: Any) -> None:
     """
     from online_learner.kafka_runner import KafkaLearnerRunner
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    redis = await connect_redis(
+        settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections
     )
-    redis = await connect_redis(settings.redis_url, settings.connect_timeout_seconds)
     decision_points = RedisDecisionPointStore(redis, settings.redis_prefix)
     models = RedisModelStore(redis, settings.redis_prefix, keep=settings.model_keep_versions)
     try:
@@ -188,12 +161,12 @@ async def run_learner_worker(settings: Settings, **options: Any) -> None:
         runner = KafkaLearnerRunner(settings, models, decision_points, **options)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, stop.set)
         try:
             await runner.run(until=stop)
         finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
     finally:
         await models.close()

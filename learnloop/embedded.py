@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI
 
 from app.main import create_app
@@ -32,6 +31,7 @@ from learnloop.decision_point_store import SqliteDecisionPointStore
 from learnloop.decision_points import load_config_file
 from learnloop.eventlog.base import Streams
 from learnloop.eventlog.sqlite import SqliteEventLog
+from learnloop.http_server import serve_http
 from learnloop.modelstore.local import LocalModelStore
 from learnloop.settings import Settings
 from online_learner.embedded_runner import EmbeddedLearnerRunner
@@ -112,24 +112,12 @@ async def running(runtime: EmbeddedRuntime) -> AsyncIterator[list[asyncio.Task[N
 
 
 async def serve_embedded(settings: Settings) -> None:
-    """``learnloop serve``: the API on ``host:port`` with join and learner alongside."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    """``learnloop serve``: the API on ``host:port`` with join and learner alongside, until
+    SIGTERM or SIGINT; then the runners stop and the log and join state are closed."""
     # VW learns in a worker thread holding the GIL; a shorter switch interval keeps
     # request latency low while it does.
     sys.setswitchinterval(0.001)
     runtime = await open_runtime(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            runtime.app,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-            lifespan="on",
-        )
-    )
     log.info(
         "learnloop serving on http://%s:%d (data in %s)",
         settings.host,
@@ -138,13 +126,7 @@ async def serve_embedded(settings: Settings) -> None:
     )
     try:
         async with running(runtime) as tasks:
-            serving = asyncio.create_task(server.serve(), name="learnloop-http")
-            done, _ = await asyncio.wait([serving, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not serving and task.exception() is not None:
-                    server.should_exit = True
-                    raise task.exception()  # type: ignore[misc]
-            await serving
+            await serve_http(runtime.app, settings, tasks)
     finally:
         await runtime.close()
 

@@ -1,7 +1,15 @@
-"""Start and stop a real ``learnloop serve`` process (demo, benchmarks, crash tests)."""
+"""Start and stop real ``learnloop`` processes (demo, benchmarks, crash and end-to-end tests).
+
+:class:`LearnloopProcess` runs any ``learnloop`` command (``join``, ``learn``) in a
+child process; :class:`ServiceProcess` runs ``learnloop serve`` on a loopback port
+and waits until it answers ``/readyz``. :func:`settings_env` turns a
+:class:`~learnloop.settings.Settings` into the ``LEARNLOOP_*`` variables that give a
+child process the same settings (the way a deployment configures its services).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,10 +17,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Self
 
 import httpx
+from pydantic import SecretStr
 
 from learnloop.errors import Unavailable
+from learnloop.settings import Settings
 
 
 def free_port() -> int:
@@ -22,8 +33,106 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ServiceProcess:
-    """``learnloop serve`` in a child process on a loopback port.
+def _env_value(value: Any) -> str:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):
+        return json.dumps([_env_value(v) for v in value])
+    return str(value)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """``LEARNLOOP_*`` variables for every setting that differs from its default.
+
+    >>> settings_env(Settings(kafka_partitions=3, kafka_idempotence=False, port=8000))
+    {'LEARNLOOP_KAFKA_PARTITIONS': '3', 'LEARNLOOP_KAFKA_IDEMPOTENCE': 'false'}
+    """
+    defaults = Settings.model_construct()
+    out = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if value is None or value == getattr(defaults, name):
+            continue
+        out[f"LEARNLOOP_{name.upper()}"] = _env_value(value)
+    return out
+
+
+class LearnloopProcess:
+    """``learnloop <args>`` in a child process, its output appended to ``log_file``.
+
+    >>> LearnloopProcess("join").command[-2:]
+    ['learnloop.cli', 'join']
+    """
+
+    name = "learnloop"
+
+    def __init__(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log_file: Path | None = None,
+    ) -> None:
+        self.command = [sys.executable, "-m", "learnloop.cli", *args]
+        self.env = env or {}
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
+        try:
+            self.process = subprocess.Popen(
+                self.command,
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT if self.log_file else subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            if self.log_file:
+                out.close()  # type: ignore[union-attr]
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the process's output (for assertion messages)."""
+        if self.log_file is None or not self.log_file.exists():
+            return "(no log)"
+        return self.log_file.read_text(errors="replace")[-chars:]
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks run (crash tests)."""
+        if self.running:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it does not stop within ``timeout``; the exit code."""
+        if self.running:
+            assert self.process is not None
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode if self.process else None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ServiceProcess(LearnloopProcess):
+    """``learnloop serve`` in a child process on a loopback port; ``start`` returns once
+    it is ready. Without ``data_dir`` the settings in ``env`` decide (the Kafka backend
+    keeps no local data).
 
     >>> ServiceProcess(Path("/tmp/x"), port=1234).url
     'http://127.0.0.1:1234'
@@ -31,43 +140,32 @@ class ServiceProcess:
 
     def __init__(
         self,
-        data_dir: Path,
+        data_dir: Path | None = None,
         port: int | None = None,
         env: dict[str, str] | None = None,
         log_file: Path | None = None,
     ) -> None:
-        self.data_dir = data_dir
         self.port = port or free_port()
-        self.env = env or {}
-        self.log_file = log_file
-        self.process: subprocess.Popen[bytes] | None = None
+        args = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if data_dir is not None:
+            args += ["--data-dir", str(data_dir)]
+        super().__init__(*args, env=env, log_file=log_file)
+        self.data_dir = data_dir
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, ready_timeout: float = 60.0) -> ServiceProcess:
-        env = {**os.environ, **self.env}
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "learnloop.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT if self.log_file else subprocess.DEVNULL,
-        )
+    def start(self, ready_timeout: float = 60.0) -> Self:
+        super().start()
+        assert self.process is not None
         deadline = time.monotonic() + ready_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise Unavailable(f"learnloop serve exited with code {self.process.returncode}")
+                raise Unavailable(
+                    f"learnloop serve exited with code {self.process.returncode}: "
+                    f"{self.log_tail(1000)}"
+                )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
                     return self
@@ -76,24 +174,3 @@ class ServiceProcess:
             time.sleep(0.1)
         self.stop()
         raise Unavailable(f"learnloop serve on port {self.port} not ready after {ready_timeout} s")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown hooks run (crash tests)."""
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not stop within 15 s."""
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def __enter__(self) -> ServiceProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

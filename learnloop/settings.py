@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     max_future_seconds: float = 300.0
 
     # Observability.
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     tracing: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: str | None = None
 
@@ -71,8 +72,22 @@ class Settings(BaseSettings):
     kafka_max_batch_bytes: Annotated[int, Field(ge=1)] = 16384
     # Start-up: give up on an unreachable Kafka or Redis after this long.
     connect_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0
+    # Redis connections per process; a request that finds them all busy waits for one
+    # (at most connect_timeout_seconds) instead of failing.
+    redis_max_connections: Annotated[int, Field(ge=2)] = 256
     # How long the Redis unique-key index remembers an appended record (idempotent retries).
     unique_key_ttl_seconds: Annotated[int, Field(ge=60)] = 7 * 24 * 3600
+    # Consumer-group liveness of the join and learner workers: a killed worker's
+    # partitions move to the survivors after about the session time-out.
+    kafka_session_timeout_ms: Annotated[int, Field(ge=100)] = 10_000
+    kafka_heartbeat_interval_ms: Annotated[int, Field(ge=50)] = 3_000
+    # Kafka join worker: how often a changed partition is checkpointed to Redis and its
+    # offsets committed (joined examples ship at once either way; a restart replays at
+    # most this much), how often quiet partitions advance by the idle rule, and how long
+    # a record may wait for a lagging input stream.
+    join_worker_checkpoint_seconds: Annotated[float, Field(gt=0)] = 1.0
+    join_worker_tick_seconds: Annotated[float, Field(gt=0)] = 0.2
+    join_worker_max_wait_seconds: Annotated[float, Field(ge=0)] = 0.5
     # Model versions kept per decision point in the Redis model store.
     model_keep_versions: Annotated[int, Field(ge=2)] = 5
 

@@ -79,7 +79,8 @@ class KafkaLearnerRunner:
     group_id
         Consumer group; defaults to ``{topic_prefix}learner``.
     session_timeout_ms, heartbeat_interval_ms
-        Group membership: how soon a dead worker's partitions move (tests use 1000/200).
+        Group membership: how soon a dead worker's partitions move; default from
+        ``LEARNLOOP_KAFKA_SESSION_TIMEOUT_MS`` / ``..._HEARTBEAT_INTERVAL_MS``.
     replay_records
         How many records before the resume offset are re-read per partition to
         refill the memory of recent event ids (at most the learner's ``dedupe_window``).
@@ -94,8 +95,8 @@ class KafkaLearnerRunner:
         clock: Clock | None = None,
         metrics: LearnerMetrics | None = None,
         group_id: str | None = None,
-        session_timeout_ms: int = 10_000,
-        heartbeat_interval_ms: int = 3_000,
+        session_timeout_ms: int | None = None,
+        heartbeat_interval_ms: int | None = None,
         batch_size: int = 500,
         poll_timeout_ms: int = 100,
         replay_records: int = 10_000,
@@ -109,8 +110,8 @@ class KafkaLearnerRunner:
         self.names = TopicNames(settings.topic_prefix)
         self.topic = self.names.topic(Streams.JOINED)
         self.group_id = group_id or f"{settings.topic_prefix}learner"
-        self.session_timeout_ms = session_timeout_ms
-        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.session_timeout_ms = session_timeout_ms or settings.kafka_session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms or settings.kafka_heartbeat_interval_ms
         self.batch_size = batch_size
         self.poll_timeout_ms = poll_timeout_ms
         self.replay_records = replay_records

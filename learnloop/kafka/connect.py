@@ -95,18 +95,26 @@ def display_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-async def connect_redis(url: str, timeout_seconds: float = 10.0, **options: Any) -> aioredis.Redis:
-    """A Redis client that has answered PING; ``options`` go to ``Redis.from_url``.
+async def connect_redis(
+    url: str, timeout_seconds: float = 10.0, max_connections: int = 256, **options: Any
+) -> aioredis.Redis:
+    """A Redis client that has answered PING; ``options`` go to the connection pool.
 
     Only the connect is time-limited (no socket read time-out), so that a
-    pub/sub subscriber can wait for messages as long as it likes.
+    pub/sub subscriber can wait for messages as long as it likes. The pool blocks
+    (up to ``timeout_seconds``) when all ``max_connections`` are busy instead of
+    failing at once: under a burst of requests a caller waits for a free
+    connection rather than getting "Too many connections".
     """
     options.setdefault("socket_connect_timeout", timeout_seconds)
     options.setdefault("health_check_interval", 30)
     try:
-        client = aioredis.Redis.from_url(url, **options)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout_seconds, **options
+        )
     except ValueError as exc:
         raise Unavailable(f"invalid Redis URL {display_url(url)!r}: {exc}") from exc
+    client = aioredis.Redis.from_pool(pool)
     try:
         await asyncio.wait_for(client.ping(), timeout_seconds)
     except (TimeoutError, RedisError, OSError) as exc:

@@ -136,7 +136,9 @@ class KafkaEventSink:
             max_batch_size=settings.kafka_max_batch_bytes,
         )
         try:
-            redis = await connect_redis(settings.redis_url, settings.connect_timeout_seconds)
+            redis = await connect_redis(
+                settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections
+            )
         except BaseException:
             await producer.stop()
             raise

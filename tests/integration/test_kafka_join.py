@@ -10,10 +10,7 @@ examples with what the embedded runner makes of the same stream.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -35,6 +32,7 @@ from learnloop.kafka import codec
 from learnloop.kafka.connect import start_admin, start_consumer
 from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import TopicNames, ensure_topics
+from learnloop.service_process import LearnloopProcess, settings_env
 from learnloop.settings import Settings
 from schemas import JoinedExample
 from tests.integration.join_traffic import (
@@ -49,7 +47,6 @@ from tests.integration.join_traffic import (
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 2
-ROOT = Path(__file__).resolve().parents[2]
 FAST = JoinTuning(
     checkpoint_seconds=0.2,
     tick_seconds=0.05,
@@ -159,45 +156,22 @@ async def test_kafka_join_gives_the_embedded_joined_examples(
     compare(expected, signature(examples))
 
 
-# The worker as its own process, with the test timings (LEARNLOOP_* points it at the test servers).
-WORKER_SCRIPT = f"""
-import asyncio, logging
-from join_service.kafka_partitions import JoinTuning
-from join_service.partition_join import PartitionCheckpoint
-from join_service.kafka_runner import run_join_worker
-from learnloop.settings import Settings
-logging.basicConfig(level=logging.INFO)
-asyncio.run(run_join_worker(Settings(), JoinTuning(
-    checkpoint_seconds={FAST.checkpoint_seconds}, tick_seconds={FAST.tick_seconds},
-    max_wait_seconds={FAST.max_wait_seconds}, session_timeout_ms={FAST.session_timeout_ms},
-    heartbeat_interval_ms={FAST.heartbeat_interval_ms})))
-"""
-
-
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = os.environ | {
-        "LEARNLOOP_BACKEND": "kafka",
-        "LEARNLOOP_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "LEARNLOOP_REDIS_URL": settings.redis_url,
-        "LEARNLOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "LEARNLOOP_REDIS_PREFIX": settings.redis_prefix,
-        "LEARNLOOP_KAFKA_PARTITIONS": str(PARTITIONS),
-        "LEARNLOOP_KAFKA_IDEMPOTENCE": "false",
-        "LEARNLOOP_KAFKA_MAX_BATCH_BYTES": str(settings.kafka_max_batch_bytes),
-    }
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-c", WORKER_SCRIPT],
-            cwd=log_path.parent,
-            env=env | {"PYTHONPATH": str(ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+def start_worker(settings: Settings, log_path: Path) -> LearnloopProcess:
+    """``learnloop join`` as its own process, with the test timings of ``FAST``."""
+    fast = settings.model_copy(
+        update={
+            "join_worker_checkpoint_seconds": FAST.checkpoint_seconds,
+            "join_worker_tick_seconds": FAST.tick_seconds,
+            "join_worker_max_wait_seconds": FAST.max_wait_seconds,
+            "kafka_session_timeout_ms": FAST.session_timeout_ms,
+            "kafka_heartbeat_interval_ms": FAST.heartbeat_interval_ms,
+        }
+    )
+    return LearnloopProcess("join", env=settings_env(fast), log_file=log_path).start()
 
 
 async def wait_for_checkpoints(
-    checkpoints: RedisCheckpoints, worker: subprocess.Popen[bytes], log_path: Path
+    checkpoints: RedisCheckpoints, worker: LearnloopProcess
 ) -> list[PartitionCheckpoint]:
     """Every partition's first checkpoint (polled, while the worker runs)."""
     deadline = time.monotonic() + 30
@@ -205,9 +179,9 @@ async def wait_for_checkpoints(
         found = [await checkpoints.load(p) for p in range(PARTITIONS)]
         if all(c is not None and sum(c.offsets.values()) for c in found):
             return [c for c in found if c is not None]
-        assert worker.poll() is None, f"the worker died; its log:\n{log_path.read_text()[-3000:]}"
+        assert worker.running, f"the worker died; its log:\n{worker.log_tail()}"
         await asyncio.sleep(0.02)
-    raise AssertionError(f"no checkpoints within 30 s; worker log:\n{log_path.read_text()[-3000:]}")
+    raise AssertionError(f"no checkpoints within 30 s; worker log:\n{worker.log_tail()}")
 
 
 async def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
@@ -231,17 +205,6 @@ async def committed_offsets(settings: Settings) -> dict[TopicPartition, int]:
         await consumer.stop()
 
 
-def stop_worker(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-    return process.returncode
-
-
 async def test_a_killed_worker_restarts_without_losing_or_repeating_anything(
     settings: Settings, sink: KafkaEventSink, tmp_path: Path
 ) -> None:
@@ -258,9 +221,8 @@ async def test_a_killed_worker_restarts_without_losing_or_repeating_anything(
         # Kill -9 as soon as every partition has a checkpoint: the worker is still reading
         # the backlog, with open windows, and output newer than its checkpoints.
         checkpoints = RedisCheckpoints(sink.redis, settings.redis_prefix, settings.topic_prefix)
-        await wait_for_checkpoints(checkpoints, worker, log_path)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+        await wait_for_checkpoints(checkpoints, worker)
+        worker.kill()
         # Commit order: offsets are committed only once a stored checkpoint covers them.
         names = TopicNames(settings.topic_prefix)
         stored = [await checkpoints.load(p) for p in range(PARTITIONS)]
@@ -273,9 +235,8 @@ async def test_a_killed_worker_restarts_without_losing_or_repeating_anything(
         worker = start_worker(settings, log_path)
         examples = await read_joined(settings, len(expected), timeout=40)
     finally:
-        code = stop_worker(worker)
-    log_text = log_path.read_text()
-    assert code == 0, f"the worker did not stop cleanly ({code}); its log:\n{log_text[-3000:]}"
+        code = worker.stop()
+    assert code == 0, f"the worker did not stop cleanly ({code}); its log:\n{worker.log_tail()}"
     assert_exactly_once(examples)
     compare(expected, signature(examples))
 
@@ -306,19 +267,15 @@ async def test_two_workers_share_the_partitions_and_the_survivor_takes_over(
             await wait_for_line(log, "restored at offsets")
         await produce(sink, first)
         checkpoints = RedisCheckpoints(sink.redis, settings.redis_prefix, settings.topic_prefix)
-        await wait_for_checkpoints(checkpoints, workers[0], logs[0])
-        workers[0].send_signal(signal.SIGKILL)
-        workers[0].wait(10)
+        await wait_for_checkpoints(checkpoints, workers[0])
+        workers[0].kill()
         await produce(sink, rest + ticks)
         examples = await read_joined(settings, len(expected), timeout=40)
     finally:
-        codes = [stop_worker(w) for w in workers]
-    assert codes[1] == 0, (
-        f"the survivor did not stop cleanly; its log:\n{logs[1].read_text()[-3000:]}"
-    )
+        codes = [w.stop() for w in workers]
+    assert codes[1] == 0, f"the survivor did not stop cleanly; its log:\n{workers[1].log_tail()}"
     restored = [
-        [line.split()[2] for line in log.read_text().splitlines() if "restored at offsets" in line]
-        for log in logs
+        re.findall(r"join partition (\d+) restored at offsets", log.read_text()) for log in logs
     ]
     # One partition each at first, then the survivor restores both.
     assert len(restored[0]) == 1 and restored[1][0] != restored[0][0], restored

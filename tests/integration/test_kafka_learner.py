@@ -5,10 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -27,6 +23,7 @@ from learnloop.kafka import codec
 from learnloop.kafka.connect import start_consumer, start_producer
 from learnloop.kafka.topics import TopicNames
 from learnloop.modelstore.redis import RedisModelStore
+from learnloop.service_process import LearnloopProcess, settings_env
 from learnloop.settings import Settings
 from online_learner.kafka_runner import KafkaLearnerRunner
 from schemas import Action, Context, DecisionEvent, JoinedExample
@@ -260,39 +257,16 @@ async def test_partitions_handed_between_workers_learn_nothing_twice(
 # -- kill -9 of a real `learnloop learn` process -----------------------------------------
 
 
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "LEARNLOOP_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "LEARNLOOP_REDIS_URL": settings.redis_url,
-        "LEARNLOOP_TOPIC_PREFIX": settings.topic_prefix,
-        "LEARNLOOP_REDIS_PREFIX": settings.redis_prefix,
-        "LEARNLOOP_KAFKA_PARTITIONS": str(settings.kafka_partitions),
-        "LEARNLOOP_KAFKA_IDEMPOTENCE": "false",
-        "LEARNLOOP_KAFKA_MAX_BATCH_BYTES": str(settings.kafka_max_batch_bytes),
-        "LEARNLOOP_CONFIG": str(settings.config),
-        "LEARNLOOP_RELEASE_EVERY_EXAMPLES": "50",
-        "LEARNLOOP_RELEASE_EVERY_SECONDS": "0.2",
-    }
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "learnloop.cli", "learn"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-def stop_worker(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
-    if process.poll() is None:
-        process.send_signal(sig)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-    return process.returncode
+def start_worker(settings: Settings, log_path: Path) -> LearnloopProcess:
+    """``learnloop learn`` as its own process, releasing every 50 examples or 0.2 s."""
+    worker = settings.model_copy(
+        update={
+            "release_every_examples": 50,
+            "kafka_session_timeout_ms": FAST_GROUP["session_timeout_ms"],
+            "kafka_heartbeat_interval_ms": FAST_GROUP["heartbeat_interval_ms"],
+        }
+    )
+    return LearnloopProcess("learn", env=settings_env(worker), log_file=log_path).start()
 
 
 async def test_kill_9_mid_stream_then_restart_learns_each_example_exactly_once(
@@ -323,12 +297,12 @@ async def test_kill_9_mid_stream_then_restart_learns_each_example_exactly_once(
     try:
 
         async def learned_some() -> ModelRelease | None:
-            assert worker.poll() is None, log_path.read_text()
+            assert worker.running, worker.log_tail()
             release = await models.current(HOME)
             return release if release is not None and release.examples_learned >= 100 else None
 
         await eventually(learned_some, "a first release of 100+ examples", timeout=30)
-        stop_worker(worker, signal.SIGKILL)  # mid-stream: the feed goes on
+        worker.kill()  # mid-stream: the feed goes on
         await asyncio.sleep(1.0)
         worker = start_worker(settings, log_path)
         await asyncio.sleep(1.0)
@@ -338,11 +312,11 @@ async def test_kill_9_mid_stream_then_restart_learns_each_example_exactly_once(
         product = await eventually(released_through(models, PRODUCT, last[PRODUCT]), "product")
     finally:
         feeding.cancel()
-        code = stop_worker(worker)
+        code = worker.stop()
     distinct = {
         name: len({e.event_id for e in produced if e.decision.decision_point == name})
         for name in (HOME, PRODUCT)
     }
     assert len(produced) > distinct[HOME] + distinct[PRODUCT]  # duplicates were written
     assert (home.examples_learned, product.examples_learned) == (distinct[HOME], distinct[PRODUCT])
-    assert code == 0, log_path.read_text()[-2000:]
+    assert code == 0, worker.log_tail()

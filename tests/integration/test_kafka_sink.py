@@ -451,3 +451,17 @@ async def test_tansu_miscounts_end_offsets_of_multi_record_batches(
 
     assert await end_after_one_batch_of_five(max_batch_size=16) == 5  # five one-record batches
     assert await end_after_one_batch_of_five(max_batch_size=16384) == 6  # truly 10
+
+
+async def test_a_burst_beyond_the_redis_pool_waits_for_connections_instead_of_failing(
+    redis_url: str,
+) -> None:
+    # redis-py refuses the 101st concurrent command of its default pool ("Too many
+    # connections"); the API under a burst of requests must queue instead.
+    client = await connect_redis(redis_url, timeout_seconds=5.0, max_connections=4)
+    try:
+        replies = await asyncio.gather(*(client.blpop([f"absent-{i}"], 0.05) for i in range(40)))
+        assert replies == [None] * 40
+        assert client.connection_pool.max_connections == 4
+    finally:
+        await client.aclose()

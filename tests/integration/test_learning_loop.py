@@ -14,8 +14,13 @@ pytestmark = pytest.mark.integration
 
 
 async def test_served_policy_closes_most_of_the_gap_to_the_oracle(tmp_path: Path) -> None:
-    with ServiceProcess(tmp_path / "data") as service:
+    service = ServiceProcess(tmp_path / "data", log_file=tmp_path / "serve.log").start()
+    try:
         report = await run_simulation(service.url, decisions=4000, seed=7, progress=False)
+    finally:
+        code = service.stop()
+    # SIGTERM is a clean stop: the runners and the event log close, the exit code is 0.
+    assert code == 0, service.log_tail()
     assert report.http_errors == 0 and report.decisions == 4000
     # Every decision's window closed and was learned exactly once by the service's model.
     assert report.service_examples_learned == 4000
