@@ -61,7 +61,7 @@ class JoinTuning:
 
     checkpoint_seconds: float = 1.0
     tick_seconds: float = 0.2
-    max_wait_seconds: float = 0.5
+    max_wait_seconds: float = 2.0
     config_refresh_seconds: float = 1.0
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # a record may wait for a lagging input stream.
     join_worker_checkpoint_seconds: Annotated[float, Field(gt=0)] = 1.0
     join_worker_tick_seconds: Annotated[float, Field(gt=0)] = 0.2
-    join_worker_max_wait_seconds: Annotated[float, Field(ge=0)] = 0.5
+    join_worker_max_wait_seconds: Annotated[float, Field(ge=0)] = 2.0
     # Model versions kept per decision point in the Redis model store.
     model_keep_versions: Annotated[int, Field(ge=2)] = 5
 

@@ -50,7 +50,7 @@ PARTITIONS = 2
 FAST = JoinTuning(
     checkpoint_seconds=0.2,
     tick_seconds=0.05,
-    max_wait_seconds=0.5,
+    max_wait_seconds=2.0,
     session_timeout_ms=1000,
     heartbeat_interval_ms=200,
 )
