@@ -14,19 +14,18 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from aiokafka import TopicPartition
 
 from learnloop.distributed import running_api, serve_api
 from learnloop.errors import Unavailable
 from learnloop.eventlog.base import Streams
 from learnloop.kafka import codec
-from learnloop.kafka.connect import start_consumer
 from learnloop.kafka.topics import TopicNames
 from learnloop.modelstore.redis import RedisModelStore
 from learnloop.policy import VWPolicy
 from learnloop.settings import Settings
 from schemas.config import DEFAULT_VW_ARGS
 from schemas.events import DecisionEvent, ModelRelease, OutcomeEvent
+from tests.integration.kafka_topics import read_topic
 from tests.integration.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -48,24 +47,7 @@ async def client(kafka_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def records_of(settings: Settings, stream: str) -> list[tuple[bytes | None, bytes, dict]]:
     """Every record on ``stream``'s topic now, as (key, value, headers)."""
     topic = TopicNames(settings.topic_prefix).topic(stream)
-    consumer = await start_consumer(
-        settings.kafka_bootstrap, timeout_seconds=5.0, enable_auto_commit=False
-    )
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out = []
-        deadline = time.monotonic() + 10
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            assert time.monotonic() < deadline, f"could not read {topic} to its end {ends}"
-            for messages in (await consumer.getmany(timeout_ms=200)).values():
-                out += [(m.key, m.value, dict(m.headers)) for m in messages]
-        return out
-    finally:
-        await consumer.stop()
+    return [(k, v, h) for _, _, k, v, h in await read_topic(settings.kafka_bootstrap, topic)]
 
 
 async def test_a_decision_is_on_the_decisions_topic_before_the_response(

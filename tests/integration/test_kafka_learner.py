@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
@@ -20,7 +20,7 @@ from learnloop.decision_points import load_config_file
 from learnloop.distributed import ensure_kafka_topics
 from learnloop.eventlog.base import Streams
 from learnloop.kafka import codec
-from learnloop.kafka.connect import start_consumer, start_producer
+from learnloop.kafka.connect import start_producer
 from learnloop.kafka.topics import TopicNames
 from learnloop.modelstore.redis import RedisModelStore
 from learnloop.service_process import LearnloopProcess, settings_env
@@ -28,6 +28,7 @@ from learnloop.settings import Settings
 from online_learner.kafka_runner import KafkaLearnerRunner
 from schemas import Action, Context, DecisionEvent, JoinedExample
 from schemas.events import ModelRelease
+from tests.integration.kafka_topics import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -135,28 +136,13 @@ def released_through(
 async def read_releases(settings: Settings) -> list[ModelRelease]:
     """Every release event on the releases topic, in offset order per partition."""
     topic = TopicNames(settings.topic_prefix).topic(Streams.RELEASES)
-    consumer = await start_consumer(
-        settings.kafka_bootstrap, timeout_seconds=5.0, enable_auto_commit=False
-    )
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out: list[tuple[int, int, ModelRelease]] = []
-        deadline = time.monotonic() + 10
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            assert time.monotonic() < deadline, f"could not read {topic} to its end {ends}"
-            for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
-                for m in messages:
-                    release = codec.decode_value(Streams.RELEASES, m.value)
-                    assert isinstance(release, ModelRelease)
-                    assert m.key == release.decision_point.encode()
-                    out.append((tp.partition, m.offset, release))
-        return [release for *_, release in sorted(out, key=lambda r: (r[0], r[1]))]
-    finally:
-        await consumer.stop()
+    out = []
+    for _, _, key, value, _ in await read_topic(settings.kafka_bootstrap, topic):
+        release = codec.decode_value(Streams.RELEASES, value)
+        assert isinstance(release, ModelRelease)
+        assert key == release.decision_point.encode()
+        out.append(release)
+    return out
 
 
 @contextlib.asynccontextmanager

@@ -24,6 +24,7 @@ from learnloop.kafka.topics import TopicNames, ensure_topics, join_key
 from learnloop.settings import Settings
 from schemas.events import DecisionEvent, OutcomeEvent, RewardEvent
 from schemas.features import Action, Context
+from tests.integration.kafka_topics import read_topic
 from tests.integration.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -81,29 +82,6 @@ async def sink(
     event_sink = await KafkaEventSink.connect(kafka_settings)
     yield event_sink
     await event_sink.close()
-
-
-async def read_topic(
-    bootstrap: str, topic: str
-) -> list[tuple[int, int, bytes | None, bytes, dict]]:
-    """Every record of ``topic`` as (partition, offset, key, value, headers), read to the end."""
-    consumer = await start_consumer(bootstrap, timeout_seconds=5.0, enable_auto_commit=False)
-    try:
-        await consumer.topics()  # fetches fresh metadata
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        assert tps, f"topic {topic} does not exist"
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        out = []
-        deadline = time.monotonic() + 10
-        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            assert time.monotonic() < deadline, f"could not read {topic} to its end {ends}"
-            for tp, messages in (await consumer.getmany(timeout_ms=200)).items():
-                out += [(tp.partition, m.offset, m.key, m.value, dict(m.headers)) for m in messages]
-        return sorted(out)
-    finally:
-        await consumer.stop()
 
 
 async def test_append_is_acknowledged_with_keys_headers_and_offsets(
