@@ -55,12 +55,16 @@ from aiokafka import TopicPartition  # noqa: E402
 
 from learnloop.decision_point_store_redis import RedisDecisionPointStore  # noqa: E402
 from learnloop.decision_points import load_config_file  # noqa: E402
-from learnloop.distributed import ensure_kafka_topics, running_api  # noqa: E402
+from learnloop.distributed import running_api  # noqa: E402
 from learnloop.eventlog.base import Streams  # noqa: E402
 from learnloop.kafka import codec  # noqa: E402
 from learnloop.kafka.connect import start_consumer, start_producer  # noqa: E402
 from learnloop.kafka.sink import KafkaEventSink  # noqa: E402
-from learnloop.kafka.topics import TopicNames, partition_of  # noqa: E402
+from learnloop.kafka.topics import (  # noqa: E402
+    TopicNames,
+    ensure_kafka_topics,
+    partition_of,
+)
 from learnloop.modelstore.redis import RedisModelStore  # noqa: E402
 from learnloop.service_process import LearnloopProcess, settings_env  # noqa: E402
 from learnloop.settings import Settings  # noqa: E402

@@ -39,9 +39,9 @@ from join_service.metrics import JoinMetrics
 from learnloop.clock import Clock, SystemClock
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
 from learnloop.eventlog.base import Streams
-from learnloop.kafka.connect import connect_redis, start_admin, start_consumer
+from learnloop.kafka.connect import connect_redis, start_consumer
 from learnloop.kafka.sink import KafkaEventSink
-from learnloop.kafka.topics import TopicNames, ensure_topics
+from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -258,11 +258,7 @@ async def run_join_worker(
     tuning = tuning or JoinTuning.from_settings(settings)
     clock = clock or SystemClock()
     names = TopicNames(settings.topic_prefix)
-    admin = await start_admin(settings.kafka_bootstrap, settings.connect_timeout_seconds)
-    try:
-        await ensure_topics(admin, names, settings.kafka_partitions, settings.kafka_replication)
-    finally:
-        await admin.close()
+    await ensure_kafka_topics(settings)
     async with contextlib.AsyncExitStack() as resources:
         # The worker awaits each step's output before it reads on (its checkpoints must
         # never cover unacknowledged output), so a producer linger would only add delay

@@ -34,9 +34,9 @@ from learnloop.clock import Clock
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
 from learnloop.decision_points import load_config_file
 from learnloop.http_server import STOP_SIGNALS, serve_http
-from learnloop.kafka.connect import connect_redis, display_url, start_admin
+from learnloop.kafka.connect import connect_redis, display_url
 from learnloop.kafka.sink import KafkaEventSink
-from learnloop.kafka.topics import TopicNames, ensure_topics
+from learnloop.kafka.topics import ensure_kafka_topics
 from learnloop.modelstore.redis import RedisModelStore
 from learnloop.settings import Settings
 
@@ -61,20 +61,6 @@ class DistributedApi:
             await self.models.close()
             await self.decision_points.close()
             await self.redis.aclose()
-
-
-async def ensure_kafka_topics(settings: Settings) -> list[str]:
-    """Create the topics that are missing (idempotent; checks co-partitioning)."""
-    admin = await start_admin(settings.kafka_bootstrap, settings.connect_timeout_seconds)
-    try:
-        return await ensure_topics(
-            admin,
-            TopicNames(settings.topic_prefix),
-            settings.kafka_partitions,
-            settings.kafka_replication,
-        )
-    finally:
-        await admin.close()
 
 
 async def open_api(settings: Settings, clock: Clock | None = None) -> DistributedApi:

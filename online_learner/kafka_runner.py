@@ -33,8 +33,8 @@ from learnloop.decision_points import DecisionPointStore
 from learnloop.errors import Conflict, InvalidInput, LearnloopError, Unavailable
 from learnloop.eventlog.base import Streams
 from learnloop.kafka import codec
-from learnloop.kafka.connect import start_admin, start_consumer, start_producer
-from learnloop.kafka.topics import TopicNames, ensure_topics, partition_of
+from learnloop.kafka.connect import start_consumer, start_producer_for
+from learnloop.kafka.topics import TopicNames, ensure_kafka_topics, partition_of
 from learnloop.modelstore.base import ModelStore
 from learnloop.settings import Settings
 from online_learner.kafka_offsets import OffsetLedger, resume_offset
@@ -136,20 +136,9 @@ class KafkaLearnerRunner:
     async def start(self) -> None:
         """Create missing topics, start the producer and join the consumer group."""
         s = self.settings
-        admin = await start_admin(s.kafka_bootstrap, s.connect_timeout_seconds)
-        try:
-            await ensure_topics(admin, self.names, s.kafka_partitions, s.kafka_replication)
-        finally:
-            await admin.close()
+        await ensure_kafka_topics(s)
         await self._refresh_configs(force=True)
-        self.producer = await start_producer(
-            s.kafka_bootstrap,
-            s.connect_timeout_seconds,
-            acks="all",
-            enable_idempotence=s.kafka_idempotence,
-            linger_ms=s.kafka_linger_ms,
-            max_batch_size=s.kafka_max_batch_bytes,
-        )
+        self.producer = await start_producer_for(s)
         self.publisher = ReleasePublisher(
             self.models, self.producer, self.names, self.clock, self.metrics
         )

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError, UnknownError
 from redis.exceptions import RedisError
 
 from learnloop.errors import Unavailable
+from learnloop.settings import Settings
 
 KAFKA_HINT = "is the broker running? set LEARNLOOP_KAFKA_BOOTSTRAP"
 REDIS_HINT = "is redis-server running? set LEARNLOOP_REDIS_URL"
@@ -61,6 +62,20 @@ async def start_producer(
     if config.get("enable_idempotence"):
         what += " (idempotence on)"
     return await _start(producer, producer.start, producer.stop, what, timeout_seconds)
+
+
+async def start_producer_for(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    """The producer of every learnloop writer: ``acks="all"``, idempotence, linger and
+    batch size from ``settings`` (``overrides`` replace them)."""
+    config: dict[str, Any] = {
+        "acks": "all",
+        "enable_idempotence": settings.kafka_idempotence,
+        "linger_ms": settings.kafka_linger_ms,
+        "max_batch_size": settings.kafka_max_batch_bytes,
+    }
+    return await start_producer(
+        settings.kafka_bootstrap, settings.connect_timeout_seconds, **(config | overrides)
+    )
 
 
 async def start_consumer(

@@ -49,7 +49,7 @@ from redis.exceptions import RedisError
 from learnloop.errors import Unavailable
 from learnloop.eventlog.base import Append, AppendResult, LogRecord, Streams
 from learnloop.kafka.codec import decode_value, headers_for_value
-from learnloop.kafka.connect import connect_redis, start_producer
+from learnloop.kafka.connect import connect_redis, start_producer_for
 from learnloop.kafka.topics import TopicNames, join_key
 from learnloop.settings import Settings
 from schemas.events import ActivationEvent, DecisionEvent, OutcomeEvent, RewardEvent
@@ -127,14 +127,7 @@ class KafkaEventSink:
     @classmethod
     async def connect(cls, settings: Settings, **options: Any) -> KafkaEventSink:
         """Start a producer and a Redis client from settings (bounded time-outs)."""
-        producer = await start_producer(
-            settings.kafka_bootstrap,
-            settings.connect_timeout_seconds,
-            acks="all",
-            enable_idempotence=settings.kafka_idempotence,
-            linger_ms=settings.kafka_linger_ms,
-            max_batch_size=settings.kafka_max_batch_bytes,
-        )
+        producer = await start_producer_for(settings)
         try:
             redis = await connect_redis(
                 settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections

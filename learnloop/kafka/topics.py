@@ -48,6 +48,7 @@ from aiokafka.partitioner import murmur2
 
 from learnloop.errors import ConfigurationError, InvalidInput, Unavailable
 from learnloop.eventlog.base import Streams
+from learnloop.settings import Settings
 from schemas.events import (
     ActivationEvent,
     DecisionEvent,
@@ -228,14 +229,14 @@ async def _partition_counts(
     return {item["topic"]: len(item["partitions"]) for item in described}
 
 
-async def _create_from_settings() -> None:
+async def ensure_kafka_topics(settings: Settings) -> list[str]:
+    """Create the topics of ``settings.topic_prefix`` that are missing (idempotent;
+    checks co-partitioning); the names created."""
     from learnloop.kafka.connect import start_admin
-    from learnloop.settings import Settings
 
-    settings = Settings()
     admin = await start_admin(settings.kafka_bootstrap, settings.connect_timeout_seconds)
     try:
-        created = await ensure_topics(
+        return await ensure_topics(
             admin,
             TopicNames(settings.topic_prefix),
             settings.kafka_partitions,
@@ -243,6 +244,11 @@ async def _create_from_settings() -> None:
         )
     finally:
         await admin.close()
+
+
+async def _create_from_settings() -> None:
+    settings = Settings()
+    created = await ensure_kafka_topics(settings)
     print(f"topics under {settings.topic_prefix!r}: created {len(created)} {created}")
 
 

@@ -17,11 +17,10 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
 from learnloop.decision_points import load_config_file
-from learnloop.distributed import ensure_kafka_topics
 from learnloop.eventlog.base import Streams
 from learnloop.kafka import codec
 from learnloop.kafka.connect import start_producer
-from learnloop.kafka.topics import TopicNames
+from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.modelstore.redis import RedisModelStore
 from learnloop.service_process import LearnloopProcess, settings_env
 from learnloop.settings import Settings
