@@ -40,7 +40,7 @@ bench: $(TSTAMP)
 
 lint: $(TSTAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy schemas join_service/window.py learnloop/featurizer.py
+	$(BIN)/mypy schemas learnloop app join_service online_learner offline_learner
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
