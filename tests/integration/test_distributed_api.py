@@ -79,6 +79,30 @@ async def test_a_decision_is_on_the_decisions_topic_before_the_response(
     assert len(await records_of(kafka_settings, Streams.DECISIONS)) == 1  # idempotent
 
 
+async def test_two_replicas_give_one_decision_for_one_event_id(
+    kafka_settings: Settings,
+) -> None:
+    # A client retrying through a load balancer may reach another replica, or both at
+    # once: the shared Redis index makes it one logged decision and one answer.
+    async with running_api(kafka_settings) as first, running_api(kafka_settings) as second:
+        clients = [
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+            for app in (first, second)
+        ]
+        try:
+            body = {"decision_point": DP, "event_id": "dec-r", "context": {"session_id": "sr"}}
+            answers = await asyncio.gather(
+                *(c.post("/v1/decisions", json=body) for c in clients * 3)
+            )
+        finally:
+            for c in clients:
+                await c.aclose()
+    assert [a.status_code for a in answers] == [200] * 6, [a.text for a in answers]
+    chosen = {(a.json()["event_id"], a.json()["action_id"]) for a in answers}
+    assert len(chosen) == 1
+    assert len(await records_of(kafka_settings, Streams.DECISIONS)) == 1
+
+
 async def test_outcomes_land_on_the_outcomes_topic_keyed_by_their_decision(
     client: httpx.AsyncClient, kafka_settings: Settings
 ) -> None:
