@@ -31,6 +31,7 @@ from typing import Any
 
 import faust
 from faust.types import TP, EventT
+from prometheus_client import CollectorRegistry
 
 from join_service.joined_output import JoinedOutput
 from join_service.kafka_checkpoint import RedisCheckpoints
@@ -43,6 +44,7 @@ from learnloop.kafka.connect import connect_redis, start_consumer
 from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.settings import Settings
+from learnloop.telemetry import metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +261,9 @@ async def run_join_worker(
     clock = clock or SystemClock()
     names = TopicNames(settings.topic_prefix)
     await ensure_kafka_topics(settings)
+    registry = CollectorRegistry()
     async with contextlib.AsyncExitStack() as resources:
+        resources.enter_context(metrics_endpoint(settings, registry))
         # The worker awaits each step's output before it reads on (its checkpoints must
         # never cover unacknowledged output), so a producer linger would only add delay
         # to every step: with 5 ms it capped the worker at ~300 events/s on tansu.
@@ -281,7 +285,7 @@ async def run_join_worker(
             RedisCheckpoints(redis, settings.redis_prefix, settings.topic_prefix),
             RedisDecisionPointStore(redis, settings.redis_prefix),
             clock,
-            JoinMetrics(),
+            JoinMetrics(registry),
             tuning,
         )
         worker = FaustJoinWorker(settings, partitions, group_id=f"{settings.topic_prefix}join")

@@ -28,6 +28,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from app.main import create_app
 from learnloop.clock import Clock
@@ -39,6 +40,7 @@ from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import ensure_kafka_topics
 from learnloop.modelstore.redis import RedisModelStore
 from learnloop.settings import Settings
+from learnloop.telemetry import metrics_endpoint
 
 log = logging.getLogger("learnloop")
 
@@ -134,6 +136,7 @@ async def run_learner_worker(settings: Settings, **options: Any) -> None:
     :class:`~online_learner.kafka_runner.KafkaLearnerRunner`.
     """
     from online_learner.kafka_runner import KafkaLearnerRunner
+    from online_learner.metrics import LearnerMetrics
 
     redis = await connect_redis(
         settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections
@@ -144,13 +147,16 @@ async def run_learner_worker(settings: Settings, **options: Any) -> None:
         added = await decision_points.seed(load_config_file(settings.config))
         if added:
             log.info("installed decision points %s", ", ".join(added))
+        registry = CollectorRegistry()
+        options.setdefault("metrics", LearnerMetrics(registry))
         runner = KafkaLearnerRunner(settings, models, decision_points, **options)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, stop.set)
         try:
-            await runner.run(until=stop)
+            with metrics_endpoint(settings, registry):
+                await runner.run(until=stop)
         finally:
             for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)

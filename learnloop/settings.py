@@ -35,6 +35,9 @@ class Settings(BaseSettings):
 
     # Observability.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Prometheus /metrics of the join and learner workers (on LEARNLOOP_HOST); unset: none.
+    # The API serves /metrics on its own port.
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
     tracing: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: str | None = None
 

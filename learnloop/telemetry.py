@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
+from prometheus_client import CollectorRegistry, start_http_server
 
 from learnloop import __version__
 from learnloop.errors import ConfigurationError
@@ -111,3 +112,28 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier)
     return carrier.get("traceparent")
+
+
+@contextlib.contextmanager
+def metrics_endpoint(settings: Settings, registry: CollectorRegistry) -> Iterator[int | None]:
+    """Serve ``registry`` at ``http://{host}:{metrics_port}/metrics`` while the block runs
+    (the join and learner workers have no HTTP API of their own); without
+    ``LEARNLOOP_METRICS_PORT`` nothing is served. Yields the port."""
+    if settings.metrics_port is None:
+        yield None
+        return
+    try:
+        server, thread = start_http_server(
+            settings.metrics_port, addr=settings.host, registry=registry
+        )
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot serve metrics on {settings.host}:{settings.metrics_port} ({exc}): "
+            "set LEARNLOOP_METRICS_PORT to a free port"
+        ) from exc
+    try:
+        yield settings.metrics_port
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

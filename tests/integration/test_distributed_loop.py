@@ -5,11 +5,14 @@ the seeded shop simulator, beat uniform random by a margin that cannot pass by c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from learnloop.service_process import LearnloopProcess, ServiceProcess, settings_env
+from learnloop.service_process import LearnloopProcess, ServiceProcess, free_port, settings_env
 from learnloop.settings import Settings
 from learnloop.simulator import run_simulation
 
@@ -18,24 +21,36 @@ pytestmark = pytest.mark.integration
 DECISIONS = 3000
 
 
+@dataclass
+class Services:
+    api: ServiceProcess
+    metrics: dict[str, str]  # worker command -> its /metrics URL
+
+
 @pytest.fixture
-def services(kafka_settings: Settings, tmp_path: Path) -> Iterator[ServiceProcess]:
-    """API, join worker and learner, each its own process, with 1 s group time-outs."""
+def services(kafka_settings: Settings, tmp_path: Path) -> Iterator[Services]:
+    """API, join worker and learner, each its own process, with 1 s group time-outs; the
+    workers serve Prometheus metrics on their own ports."""
     env = settings_env(
         kafka_settings.model_copy(
             update={"kafka_session_timeout_ms": 1000, "kafka_heartbeat_interval_ms": 200}
         )
     )
     api = ServiceProcess(env=env, log_file=tmp_path / "api.log")
+    ports = {command: free_port() for command in ("join", "learn")}
     workers = [
-        LearnloopProcess(command, env=env, log_file=tmp_path / f"{command}.log")
-        for command in ("join", "learn")
+        LearnloopProcess(
+            command,
+            env=env | {"LEARNLOOP_METRICS_PORT": str(port)},
+            log_file=tmp_path / f"{command}.log",
+        )
+        for command, port in ports.items()
     ]
     try:
         api.start()  # creates the topics and seeds the decision points
         for worker in workers:
             worker.start()
-        yield api
+        yield Services(api, {c: f"http://127.0.0.1:{p}/metrics" for c, p in ports.items()})
         for process in (api, *workers):
             assert process.running, f"{process.command[-1]} died:\n{process.log_tail()}"
     finally:
@@ -43,11 +58,22 @@ def services(kafka_settings: Settings, tmp_path: Path) -> Iterator[ServiceProces
     assert codes == [0, 0, 0], "\n\n".join(p.log_tail() for p in (api, *workers))
 
 
+def counter(metrics_url: str, name: str) -> float:
+    """The sum of a counter's samples over all labels."""
+    text = httpx.get(metrics_url, timeout=5.0).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )
+
+
 async def test_three_processes_on_kafka_learn_to_beat_uniform_random(
-    services: ServiceProcess,
+    services: Services,
 ) -> None:
     report = await run_simulation(
-        services.url, decisions=DECISIONS, seed=11, concurrency=32, progress=False
+        services.api.url, decisions=DECISIONS, seed=11, concurrency=32, progress=False
     )
     assert report.http_errors == 0 and report.decisions == DECISIONS
     # The model the API serves learned from the joined topic, never one example twice.
@@ -60,6 +86,11 @@ async def test_three_processes_on_kafka_learn_to_beat_uniform_random(
     # ~2.09 per decision; the standard error of a mean of 750 expected rewards is about
     # 0.03, so 40 % of the gap (~0.48 above random) cannot be reached by chance. Three
     # runs closed 61 %, 71 % and 74 % (the model's staleness varies with timing).
+    # Each worker counts what it did on its own /metrics (the API has no view of it).
+    learned = report.service_examples_learned
+    joined = counter(services.metrics["join"], "learnloop_joined_examples_total")
+    assert learned <= joined <= DECISIONS
+    assert counter(services.metrics["learn"], "learnloop_learner_examples_total") >= learned
     assert report.gap_closed >= 0.40, (
         f"learned {report.learned_expected:.3f}, "
         f"uniform {report.uniform_expected:.3f}, oracle {report.oracle_expected:.3f}"
