@@ -30,6 +30,7 @@ from learnloop.clock import Clock, SystemClock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.modelstore.base import ModelStore
 from learnloop.policy import Policy, VWPolicy
+from learnloop.shutdown import cancel_requested
 from schemas.config import DecisionPointConfig
 from schemas.events import ModelRelease
 
@@ -216,11 +217,11 @@ class ModelRegistry:
                 await _stop(listener)
 
     async def _listen(self, notifications: Callable[[], AsyncIterator[tuple[str, int]]]) -> None:
-        while not _cancel_requested():
+        while not cancel_requested():
             try:
                 async for decision_point, _version in notifications():
                     await self.refresh(decision_point)
-                    if _cancel_requested():
+                    if cancel_requested():
                         break
             except asyncio.CancelledError:
                 raise
@@ -230,7 +231,7 @@ class ModelRegistry:
         raise asyncio.CancelledError
 
     async def _poll(self) -> None:
-        while not _cancel_requested():
+        while not cancel_requested():
             await asyncio.sleep(self.poll_seconds)
             try:
                 if not self._ready:
@@ -244,14 +245,6 @@ class ModelRegistry:
                 # The store may be briefly unreachable; keep serving and try again.
                 log.exception("model watcher poll failed; retrying in %.1fs", self.poll_seconds)
         raise asyncio.CancelledError
-
-
-def _cancel_requested() -> bool:
-    """Whether the current task was cancelled, even if a library swallowed the
-    ``CancelledError`` (redis-py 8.1 on Python 3.11 does, for about one cancel in
-    three): the watcher's loops check it so that shutdown never waits forever."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 async def _stop(task: asyncio.Task[None], attempts: int = 10) -> None:

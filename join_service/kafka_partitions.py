@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class JoinTuning:
-    """Timings of the join worker (defaults suit production; tests shorten them).
+    """Timings of the join worker: :meth:`from_settings` in production (the defaults
+    live in :class:`~learnloop.settings.Settings`, once); tests shorten them.
 
     Parameters
     ----------
@@ -59,12 +60,12 @@ class JoinTuning:
         the session time-out.
     """
 
-    checkpoint_seconds: float = 1.0
-    tick_seconds: float = 0.2
-    max_wait_seconds: float = 2.0
+    checkpoint_seconds: float
+    tick_seconds: float
+    max_wait_seconds: float
+    session_timeout_ms: int
+    heartbeat_interval_ms: int
     config_refresh_seconds: float = 1.0
-    session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 3_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> JoinTuning:

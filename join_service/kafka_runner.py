@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -44,6 +43,7 @@ from learnloop.kafka.connect import connect_redis, start_consumer
 from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.settings import Settings
+from learnloop.shutdown import on_stop_signal
 from learnloop.telemetry import metrics_endpoint
 
 log = logging.getLogger(__name__)
@@ -289,10 +289,7 @@ async def run_join_worker(
             tuning,
         )
         worker = FaustJoinWorker(settings, partitions, group_id=f"{settings.topic_prefix}join")
-        signals = () if stop is not None else (signal.SIGTERM, signal.SIGINT)
-        stop = stop or asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in signals:
-            loop.add_signal_handler(signum, stop.set)
-            resources.callback(loop.remove_signal_handler, signum)
+        if stop is None:
+            stop = asyncio.Event()
+            resources.enter_context(on_stop_signal(stop.set))
         await worker.run(stop)

@@ -24,7 +24,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -34,12 +33,13 @@ from app.main import create_app
 from learnloop.clock import Clock
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
 from learnloop.decision_points import load_config_file
-from learnloop.http_server import STOP_SIGNALS, serve_http
+from learnloop.http_server import serve_http
 from learnloop.kafka.connect import connect_redis, display_url
 from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import ensure_kafka_topics
 from learnloop.modelstore.redis import RedisModelStore
 from learnloop.settings import Settings
+from learnloop.shutdown import on_stop_signal
 from learnloop.telemetry import metrics_endpoint
 
 log = logging.getLogger("learnloop")
@@ -127,13 +127,12 @@ async def serve_api(settings: Settings) -> None:
         await api.close()
 
 
-async def run_learner_worker(settings: Settings, **options: Any) -> None:
+async def run_learner_worker(settings: Settings) -> None:
     """``learnloop learn``: one online-learner worker in the learner consumer group,
     until SIGTERM or SIGINT; then it publishes what is due, commits and leaves the group.
 
     The decision points of ``settings.config`` are seeded into Redis (never overwriting
-    an admin's change), as the API does. ``options`` go to
-    :class:`~online_learner.kafka_runner.KafkaLearnerRunner`.
+    an admin's change), as the API does.
     """
     from online_learner.kafka_runner import KafkaLearnerRunner
     from online_learner.metrics import LearnerMetrics
@@ -148,18 +147,12 @@ async def run_learner_worker(settings: Settings, **options: Any) -> None:
         if added:
             log.info("installed decision points %s", ", ".join(added))
         registry = CollectorRegistry()
-        options.setdefault("metrics", LearnerMetrics(registry))
-        runner = KafkaLearnerRunner(settings, models, decision_points, **options)
+        runner = KafkaLearnerRunner(
+            settings, models, decision_points, metrics=LearnerMetrics(registry)
+        )
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in STOP_SIGNALS:
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            with metrics_endpoint(settings, registry):
-                await runner.run(until=stop)
-        finally:
-            for signum in STOP_SIGNALS:
-                loop.remove_signal_handler(signum)
+        with on_stop_signal(stop.set), metrics_endpoint(settings, registry):
+            await runner.run(until=stop)
     finally:
         await models.close()
         await decision_points.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -19,8 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from learnloop.settings import Settings
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+from learnloop.shutdown import on_stop_signal
 
 
 class _Server(uvicorn.Server):
@@ -49,10 +47,7 @@ async def serve_http(
             lifespan="on",
         )
     )
-    loop = asyncio.get_running_loop()
-    for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, setattr, server, "should_exit", True)
-    try:
+    with on_stop_signal(lambda: setattr(server, "should_exit", True)):
         serving = asyncio.create_task(server.serve(), name="learnloop-http")
         done, _ = await asyncio.wait([serving, *background], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
@@ -64,6 +59,3 @@ async def serve_http(
                 await serving
                 raise failure
         await serving
-    finally:
-        for signum in STOP_SIGNALS:
-            loop.remove_signal_handler(signum)

@@ -66,8 +66,6 @@ class LearnloopProcess:
     ['learnloop.cli', 'join']
     """
 
-    name = "learnloop"
-
     def __init__(
         self,
         *args: str,

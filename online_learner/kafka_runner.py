@@ -37,6 +37,7 @@ from learnloop.kafka.connect import start_consumer, start_producer_for
 from learnloop.kafka.topics import TopicNames, ensure_kafka_topics, partition_of
 from learnloop.modelstore.base import ModelStore
 from learnloop.settings import Settings
+from learnloop.shutdown import cancel_requested
 from online_learner.kafka_offsets import OffsetLedger, resume_offset
 from online_learner.kafka_publisher import ReleasePublisher
 from online_learner.learner import OnlineLearner
@@ -163,8 +164,7 @@ class KafkaLearnerRunner:
         try:
             await self.start()
             while not (until is not None and until.is_set()):
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                if cancel_requested():
                     raise asyncio.CancelledError  # requested, then swallowed by a library
                 await self.step()
         finally:

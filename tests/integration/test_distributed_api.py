@@ -169,22 +169,17 @@ async def test_a_release_is_served_on_its_notification(
 # -- unreachable backends ------------------------------------------------------------------
 
 
-async def test_serve_api_fails_fast_when_kafka_is_unreachable(kafka_settings: Settings) -> None:
-    settings = kafka_settings.model_copy(
-        update={"kafka_bootstrap": f"127.0.0.1:{free_port()}", "connect_timeout_seconds": 2.0}
-    )
+@pytest.mark.parametrize("backend", ["Kafka", "Redis"])
+async def test_serve_api_fails_fast_when_a_backend_is_unreachable(
+    backend: str, kafka_settings: Settings
+) -> None:
+    unreachable = {
+        "Kafka": {"kafka_bootstrap": f"127.0.0.1:{free_port()}"},
+        "Redis": {"redis_url": f"redis://127.0.0.1:{free_port()}/0"},
+    }[backend]
+    settings = kafka_settings.model_copy(update={**unreachable, "connect_timeout_seconds": 2.0})
     started = time.monotonic()
-    with pytest.raises(Unavailable, match="cannot reach Kafka"):
-        await serve_api(settings)
-    assert time.monotonic() - started < 5.0
-
-
-async def test_serve_api_fails_fast_when_redis_is_unreachable(kafka_settings: Settings) -> None:
-    settings = kafka_settings.model_copy(
-        update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "connect_timeout_seconds": 2.0}
-    )
-    started = time.monotonic()
-    with pytest.raises(Unavailable, match="cannot reach Redis"):
+    with pytest.raises(Unavailable, match=f"cannot reach {backend}"):
         await serve_api(settings)
     assert time.monotonic() - started < 5.0
 
