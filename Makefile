@@ -32,7 +32,7 @@ test: $(TSTAMP) redis-server
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m learnloop.demo
+	$(BIN)/python -m runtime.demo
 
 bench: $(TSTAMP)
 	$(BIN)/python bench/decide.py

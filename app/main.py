@@ -1,6 +1,6 @@
 """Build the decision service: ``create_app(settings, events=..., ...)``.
 
-Nothing is built at import time. The composition root (``learnloop.embedded``,
+Nothing is built at import time. The composition root (``runtime.embedded``,
 or a Kafka runner) opens the event sink, the decision-point store and the model
 store, passes them in, and closes them after the app stops: the app does not
 own them. The app owns its model registry and watcher task, its metrics

@@ -41,8 +41,8 @@ from learnloop.eventlog import MemoryEventLog
 from learnloop.eventlog.base import EventSink
 from learnloop.modelstore import MemoryModelStore
 from learnloop.policy import VWPolicy
-from learnloop.service_process import free_port
 from learnloop.settings import Settings
+from runtime.processes import free_port
 from schemas.api import DecisionRequest
 from schemas.features import Context
 
@@ -227,7 +227,7 @@ def _start_server(kind: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], s
         command = [
             sys.executable,
             "-m",
-            "learnloop.cli",
+            "runtime.cli",
             "serve",
             "--port",
             str(port),

@@ -4,7 +4,7 @@ Run ``python bench/kafka.py`` (``--help`` for options). It starts its own tansu
 broker and redis-server on free loopback ports (the integration tests' helpers in
 ``tests/integration/servers.py``), then runs the services as they are deployed:
 ``learnloop join`` and ``learnloop learn`` as separate processes, and one API
-replica in this process (``learnloop.distributed.running_api``, the wiring of
+replica in this process (``runtime.distributed.running_api``, the wiring of
 ``learnloop serve --backend kafka``) for the freshness probe.
 
 a. **Throughput**: N decisions and N/2 outcomes appended with
@@ -55,7 +55,6 @@ from aiokafka import TopicPartition  # noqa: E402
 
 from learnloop.decision_point_store_redis import RedisDecisionPointStore  # noqa: E402
 from learnloop.decision_points import load_config_file  # noqa: E402
-from learnloop.distributed import running_api  # noqa: E402
 from learnloop.eventlog.base import Streams  # noqa: E402
 from learnloop.kafka import codec  # noqa: E402
 from learnloop.kafka.connect import start_consumer, start_producer  # noqa: E402
@@ -66,9 +65,10 @@ from learnloop.kafka.topics import (  # noqa: E402
     partition_of,
 )
 from learnloop.modelstore.redis import RedisModelStore  # noqa: E402
-from learnloop.service_process import LearnloopProcess, settings_env  # noqa: E402
 from learnloop.settings import Settings  # noqa: E402
 from online_learner.kafka_runner import KafkaLearnerRunner  # noqa: E402
+from runtime.distributed import running_api  # noqa: E402
+from runtime.processes import LearnloopProcess, settings_env  # noqa: E402
 from schemas.events import DecisionEvent, JoinedExample, OutcomeEvent  # noqa: E402
 from schemas.features import Action, Context  # noqa: E402
 from tests.integration.servers import ServerProcess, start_redis, start_tansu  # noqa: E402

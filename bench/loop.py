@@ -34,8 +34,8 @@ from learnloop.decision_points import MemoryDecisionPointStore, load_config_file
 from learnloop.eventlog import Append, Streams
 from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.policy import VWPolicy
-from learnloop.service_process import ServiceProcess
 from online_learner.learner import OnlineLearner
+from runtime.processes import ServiceProcess
 from schemas import DecisionEvent, JoinedExample, OutcomeEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

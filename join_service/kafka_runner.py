@@ -30,21 +30,10 @@ from typing import Any
 
 import faust
 from faust.types import TP, EventT
-from prometheus_client import CollectorRegistry
 
-from join_service.joined_output import JoinedOutput
-from join_service.kafka_checkpoint import RedisCheckpoints
-from join_service.kafka_partitions import JoinPartitions, JoinTuning
-from join_service.metrics import JoinMetrics
-from learnloop.clock import Clock, SystemClock
-from learnloop.decision_point_store_redis import RedisDecisionPointStore
+from join_service.kafka_partitions import JoinPartitions
 from learnloop.eventlog.base import Streams
-from learnloop.kafka.connect import connect_redis, start_consumer
-from learnloop.kafka.sink import KafkaEventSink
-from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.settings import Settings
-from learnloop.shutdown import on_stop_signal
-from learnloop.telemetry import metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -246,50 +235,3 @@ class FaustJoinWorker:
         inputs = set(self.names.join_inputs)
         async with self._lock:
             await self._assign(sorted({tp.partition for tp in assigned if tp.topic in inputs}))
-
-
-async def run_join_worker(
-    settings: Settings,
-    tuning: JoinTuning | None = None,
-    *,
-    clock: Clock | None = None,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Run the Kafka join worker (``learnloop join``) until ``stop`` is set, or, without
-    one, until SIGTERM or SIGINT."""
-    tuning = tuning or JoinTuning.from_settings(settings)
-    clock = clock or SystemClock()
-    names = TopicNames(settings.topic_prefix)
-    await ensure_kafka_topics(settings)
-    registry = CollectorRegistry()
-    async with contextlib.AsyncExitStack() as resources:
-        resources.enter_context(metrics_endpoint(settings, registry))
-        # The worker awaits each step's output before it reads on (its checkpoints must
-        # never cover unacknowledged output), so a producer linger would only add delay
-        # to every step: with 5 ms it capped the worker at ~300 events/s on tansu.
-        sink = await KafkaEventSink.connect(settings.model_copy(update={"kafka_linger_ms": 0}))
-        resources.push_async_callback(sink.close)
-        redis = await connect_redis(
-            settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections
-        )
-        resources.push_async_callback(redis.aclose)
-        reader = await start_consumer(
-            settings.kafka_bootstrap,
-            timeout_seconds=settings.connect_timeout_seconds,
-            enable_auto_commit=False,
-        )
-        resources.push_async_callback(reader.stop)
-        partitions = JoinPartitions(
-            names,
-            JoinedOutput(sink, reader, names, settings.kafka_partitions),
-            RedisCheckpoints(redis, settings.redis_prefix, settings.topic_prefix),
-            RedisDecisionPointStore(redis, settings.redis_prefix),
-            clock,
-            JoinMetrics(registry),
-            tuning,
-        )
-        worker = FaustJoinWorker(settings, partitions, group_id=f"{settings.topic_prefix}join")
-        if stop is None:
-            stop = asyncio.Event()
-            resources.enter_context(on_stop_signal(stop.set))
-        await worker.run(stop)

@@ -1,7 +1,6 @@
-"""learnloop shared kernel: settings, event log, model store, featurizer, telemetry, errors.
-
-The composition root (:mod:`learnloop.cli`, :mod:`learnloop.embedded`) is the only
-module here that imports the service packages.
+"""learnloop shared kernel: settings, event log, model store, featurizer, policy,
+telemetry, errors. It imports only :mod:`schemas`; the composition root
+(:mod:`runtime`) wires it to the services.
 """
 
 __version__ = "0.1.0"

@@ -15,7 +15,6 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from learnloop.distributed import running_api, serve_api
 from learnloop.errors import Unavailable
 from learnloop.eventlog.base import Streams
 from learnloop.kafka import codec
@@ -23,6 +22,7 @@ from learnloop.kafka.topics import TopicNames
 from learnloop.modelstore.redis import RedisModelStore
 from learnloop.policy import VWPolicy
 from learnloop.settings import Settings
+from runtime.distributed import running_api, serve_api
 from schemas.config import DEFAULT_VW_ARGS
 from schemas.events import DecisionEvent, ModelRelease, OutcomeEvent
 from tests.integration.kafka_topics import read_topic
@@ -196,7 +196,7 @@ def test_cli_serve_backend_kafka_exits_1_with_the_message() -> None:
         [
             sys.executable,
             "-m",
-            "learnloop.cli",
+            "runtime.cli",
             "serve",
             "--backend",
             "kafka",

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from learnloop.service_process import LearnloopProcess, ServiceProcess, free_port, settings_env
+from devtools.simulator import run_simulation
 from learnloop.settings import Settings
-from learnloop.simulator import run_simulation
+from runtime.processes import LearnloopProcess, ServiceProcess, free_port, settings_env
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,6 @@ from aiokafka import TopicPartition
 from join_service.embedded_runner import EmbeddedJoinRunner
 from join_service.kafka_checkpoint import RedisCheckpoints
 from join_service.kafka_partitions import JoinTuning
-from join_service.kafka_runner import run_join_worker
 from join_service.partition_join import PartitionCheckpoint
 from learnloop.clock import FakeClock
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
@@ -32,8 +31,9 @@ from learnloop.kafka import codec
 from learnloop.kafka.connect import start_admin, start_consumer
 from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import TopicNames, ensure_topics
-from learnloop.service_process import LearnloopProcess, settings_env
 from learnloop.settings import Settings
+from runtime.distributed import run_join_worker
+from runtime.processes import LearnloopProcess, settings_env
 from schemas import JoinedExample
 from tests.integration.join_traffic import (
     CONFIGS,

@@ -22,9 +22,9 @@ from learnloop.kafka import codec
 from learnloop.kafka.connect import start_producer
 from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.modelstore.redis import RedisModelStore
-from learnloop.service_process import LearnloopProcess, settings_env
 from learnloop.settings import Settings
 from online_learner.kafka_runner import KafkaLearnerRunner
+from runtime.processes import LearnloopProcess, settings_env
 from schemas import Action, Context, DecisionEvent, JoinedExample
 from schemas.events import ModelRelease
 from tests.integration.kafka_topics import read_topic

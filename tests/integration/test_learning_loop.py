@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from learnloop.service_process import ServiceProcess
-from learnloop.simulator import run_simulation
+from devtools.simulator import run_simulation
+from runtime.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 

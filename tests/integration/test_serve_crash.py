@@ -13,7 +13,7 @@ import pytest
 
 from learnloop.eventlog import Streams
 from learnloop.eventlog.sqlite import SqliteEventLog
-from learnloop.service_process import ServiceProcess
+from runtime.processes import ServiceProcess
 from schemas import DecisionEvent, JoinedExample
 from tests.integration.traffic import Traffic
 

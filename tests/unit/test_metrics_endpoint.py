@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from learnloop.errors import ConfigurationError
-from learnloop.service_process import free_port
 from learnloop.settings import Settings
 from learnloop.telemetry import metrics_endpoint
+from runtime.processes import free_port
 
 
 def test_serves_the_registry_while_the_block_runs_and_nothing_without_a_port() -> None:

@@ -13,9 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from learnloop.decision_points import load_config_file
-from learnloop.errors import ConfigurationError, Unavailable
-from learnloop.simulator import (
+from devtools.simulator import (
     ACTIONS,
     PERSONAS,
     Shop,
@@ -23,8 +21,10 @@ from learnloop.simulator import (
     run_in_process,
     run_simulation,
 )
-from learnloop.simulator.ledger import Ledger
-from learnloop.simulator.shop import BASKET_ADD_DELAY, lognormal_cdf, plan_event_time
+from devtools.simulator.ledger import Ledger
+from devtools.simulator.shop import BASKET_ADD_DELAY, lognormal_cdf, plan_event_time
+from learnloop.decision_points import load_config_file
+from learnloop.errors import ConfigurationError, Unavailable
 
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

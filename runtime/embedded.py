@@ -1,7 +1,7 @@
 """The embedded mode: API, join and online learner in one process over local files.
 
-Composition root: the one place (with :mod:`learnloop.cli` and
-:mod:`learnloop.distributed`) that imports the service packages and wires them.
+Composition root: the one place (with :mod:`runtime.cli` and
+:mod:`runtime.distributed`) that imports the service packages and wires them.
 Everything lives under ``settings.data_dir``::
 
     data/log/events.sqlite          decisions, outcomes, rewards, activations, joined
@@ -31,11 +31,11 @@ from learnloop.decision_point_store import SqliteDecisionPointStore
 from learnloop.decision_points import load_config_file
 from learnloop.eventlog.base import Streams
 from learnloop.eventlog.sqlite import SqliteEventLog
-from learnloop.http_server import serve_http
 from learnloop.modelstore.local import LocalModelStore
 from learnloop.settings import Settings
 from online_learner.embedded_runner import EmbeddedLearnerRunner
 from online_learner.metrics import LearnerMetrics
+from runtime.http_server import serve_http
 from schemas.dsjson import to_dsjson
 from schemas.events import JoinedExample
 

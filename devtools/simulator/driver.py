@@ -3,8 +3,8 @@
 :func:`run_simulation` sends the shop's traffic to a *running* learnloop service over
 HTTP, entirely in event time (every decision and outcome carries its simulated
 ``timestamp``), so 20,000 decisions take seconds, not hours.
-:mod:`learnloop.simulator.in_process` feeds the same traffic to an in-process VW policy
-instead; :mod:`learnloop.simulator.ledger` keeps the books. Both score the policy with
+:mod:`devtools.simulator.in_process` feeds the same traffic to an in-process VW policy
+instead; :mod:`devtools.simulator.ledger` keeps the books. Both score the policy with
 the shop's exact expectations: the mean over the last quarter of E[reward | visit,
 chosen action], against uniform random and the oracle.
 """
@@ -22,15 +22,15 @@ import httpx
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from learnloop.errors import ConfigurationError, Unavailable
-from learnloop.simulator.http_client import (
+from devtools.simulator.http_client import (
     AiohttpSender,
     HttpxTransportSender,
     Sender,
     SendFailed,
 )
-from learnloop.simulator.ledger import Ledger, SimulationReport
-from learnloop.simulator.shop import ACTIONS, MEAN_GAP, Shop, Visit, plan_event_time
+from devtools.simulator.ledger import Ledger, SimulationReport
+from devtools.simulator.shop import ACTIONS, MEAN_GAP, Shop, Visit, plan_event_time
+from learnloop.errors import ConfigurationError, Unavailable
 
 OUTCOME_BATCH = 500  # outcomes per POST, well under the API's body limit
 

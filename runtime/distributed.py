@@ -1,6 +1,6 @@
 """The distributed mode: the decision service, the join and the learner as separate processes.
 
-Composition root (with :mod:`learnloop.cli` and :mod:`learnloop.embedded`): the one
+Composition root (with :mod:`runtime.cli` and :mod:`runtime.embedded`): the one
 place that wires the service packages to Kafka and Redis.
 
 - ``learnloop serve --backend kafka`` → :func:`serve_api`: the API over
@@ -10,7 +10,8 @@ place that wires the service packages to Kafka and Redis.
   replicas can run behind a load balancer. Each replica swaps models on the Redis
   release notification and keeps polling the store as a fallback.
 - ``learnloop learn`` → :func:`run_learner_worker` (:mod:`online_learner.kafka_runner`).
-- ``learnloop join`` → :func:`run_join_worker` (:mod:`join_service.kafka_runner`).
+- ``learnloop join`` → :func:`run_join_worker`: the faust worker of
+  :mod:`join_service.kafka_runner` over a Kafka sink, a reader and Redis checkpoints.
 
 Every connection is made with ``settings.connect_timeout_seconds``: an unreachable
 Kafka or Redis stops start-up with :class:`~learnloop.errors.Unavailable` (the CLI
@@ -30,17 +31,18 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from app.main import create_app
-from learnloop.clock import Clock
+from join_service.kafka_partitions import JoinTuning
+from learnloop.clock import Clock, SystemClock
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
 from learnloop.decision_points import load_config_file
-from learnloop.http_server import serve_http
-from learnloop.kafka.connect import connect_redis, display_url
+from learnloop.kafka.connect import connect_redis, display_url, start_consumer
 from learnloop.kafka.sink import KafkaEventSink
-from learnloop.kafka.topics import ensure_kafka_topics
+from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.modelstore.redis import RedisModelStore
 from learnloop.settings import Settings
 from learnloop.shutdown import on_stop_signal
 from learnloop.telemetry import metrics_endpoint
+from runtime.http_server import serve_http
 
 log = logging.getLogger("learnloop")
 
@@ -159,9 +161,54 @@ async def run_learner_worker(settings: Settings) -> None:
         await redis.aclose()
 
 
-async def run_join_worker(settings: Settings) -> None:
-    """``learnloop join``: one join worker (imported lazily: the join runner is optional
-    for the other commands)."""
-    from join_service.kafka_runner import run_join_worker as run
+async def run_join_worker(
+    settings: Settings,
+    tuning: JoinTuning | None = None,
+    *,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """``learnloop join``: one faust join worker (:mod:`join_service.kafka_runner`) wired to
+    Kafka and Redis, until ``stop`` is set or, without one, until SIGTERM or SIGINT."""
+    from join_service.joined_output import JoinedOutput
+    from join_service.kafka_checkpoint import RedisCheckpoints
+    from join_service.kafka_partitions import JoinPartitions
+    from join_service.kafka_runner import FaustJoinWorker
+    from join_service.metrics import JoinMetrics
 
-    await run(settings)
+    tuning = tuning or JoinTuning.from_settings(settings)
+    clock = clock or SystemClock()
+    names = TopicNames(settings.topic_prefix)
+    await ensure_kafka_topics(settings)
+    registry = CollectorRegistry()
+    async with contextlib.AsyncExitStack() as resources:
+        resources.enter_context(metrics_endpoint(settings, registry))
+        # The worker awaits each step's output before it reads on (its checkpoints must
+        # never cover unacknowledged output), so a producer linger would only add delay
+        # to every step: with 5 ms it capped the worker at ~300 events/s on tansu.
+        sink = await KafkaEventSink.connect(settings.model_copy(update={"kafka_linger_ms": 0}))
+        resources.push_async_callback(sink.close)
+        redis = await connect_redis(
+            settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections
+        )
+        resources.push_async_callback(redis.aclose)
+        reader = await start_consumer(
+            settings.kafka_bootstrap,
+            timeout_seconds=settings.connect_timeout_seconds,
+            enable_auto_commit=False,
+        )
+        resources.push_async_callback(reader.stop)
+        partitions = JoinPartitions(
+            names,
+            JoinedOutput(sink, reader, names, settings.kafka_partitions),
+            RedisCheckpoints(redis, settings.redis_prefix, settings.topic_prefix),
+            RedisDecisionPointStore(redis, settings.redis_prefix),
+            clock,
+            JoinMetrics(registry),
+            tuning,
+        )
+        worker = FaustJoinWorker(settings, partitions, group_id=f"{settings.topic_prefix}join")
+        if stop is None:
+            stop = asyncio.Event()
+            resources.enter_context(on_stop_signal(stop.set))
+        await worker.run(stop)

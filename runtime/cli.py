@@ -81,11 +81,11 @@ def serve(
         host=host, port=port, data_dir=data_dir, config=config, backend=backend
     )
     if settings.backend == "kafka":
-        from learnloop.distributed import serve_api
+        from runtime.distributed import serve_api
 
         _run(serve_api(settings), settings.log_level)
     else:
-        from learnloop.embedded import serve_embedded
+        from runtime.embedded import serve_embedded
 
         _run(serve_embedded(settings), settings.log_level)
 
@@ -93,7 +93,7 @@ def serve(
 @cli.command()
 def join(config: ConfigOpt = None) -> None:
     """Run the join worker on Kafka (distributed mode)."""
-    from learnloop.distributed import run_join_worker
+    from runtime.distributed import run_join_worker
 
     settings = load_settings(config=config, backend="kafka")
     _run(run_join_worker(settings), settings.log_level)
@@ -102,7 +102,7 @@ def join(config: ConfigOpt = None) -> None:
 @cli.command()
 def learn(config: ConfigOpt = None) -> None:
     """Run the online-learner worker on Kafka (distributed mode)."""
-    from learnloop.distributed import run_learner_worker
+    from runtime.distributed import run_learner_worker
 
     settings = load_settings(config=config, backend="kafka")
     _run(run_learner_worker(settings), settings.log_level)
@@ -122,7 +122,7 @@ def simulate(
     ] = None,
 ) -> None:
     """Drive a running service with the synthetic multi-level-marketing shop."""
-    from learnloop.simulator import render_report, run_simulation
+    from devtools.simulator import render_report, run_simulation
 
     async def go() -> None:
         report = await run_simulation(
@@ -145,7 +145,7 @@ def export_dsjson(
     decision_point: Annotated[str | None, typer.Option(help="Only this decision point")] = None,
 ) -> None:
     """Export joined examples from the embedded log as VW DSJson (``vw --dsjson``)."""
-    from learnloop.embedded import export_joined
+    from runtime.embedded import export_joined
 
     settings = load_settings(data_dir=data_dir)
     count = asyncio.run(export_joined(settings, output, decision_point))

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from learnloop.service_process import ServiceProcess
-from learnloop.simulator import render_report, run_simulation
+from devtools.simulator import render_report, run_simulation
+from runtime.processes import ServiceProcess
 
 
 def main(decisions: int = 20_000) -> int:

@@ -63,7 +63,7 @@ class LearnloopProcess:
     """``learnloop <args>`` in a child process, its output appended to ``log_file``.
 
     >>> LearnloopProcess("join").command[-2:]
-    ['learnloop.cli', 'join']
+    ['runtime.cli', 'join']
     """
 
     def __init__(
@@ -72,7 +72,7 @@ class LearnloopProcess:
         env: dict[str, str] | None = None,
         log_file: Path | None = None,
     ) -> None:
-        self.command = [sys.executable, "-m", "learnloop.cli", *args]
+        self.command = [sys.executable, "-m", "runtime.cli", *args]
         self.env = env or {}
         self.log_file = log_file
         self.process: subprocess.Popen[bytes] | None = None

@@ -7,9 +7,9 @@ import heapq
 import time
 from datetime import UTC, datetime, timedelta
 
+from devtools.simulator.ledger import Ledger, SimulationReport
+from devtools.simulator.shop import ACTIONS, MEAN_GAP, Shop
 from learnloop.policy import VWPolicy, sample
-from learnloop.simulator.ledger import Ledger, SimulationReport
-from learnloop.simulator.shop import ACTIONS, MEAN_GAP, Shop
 from schemas.events import DecisionEvent
 from schemas.features import Action, Context
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from rich.table import Table
 
+from devtools.simulator.shop import ACTIONS, Shop, Visit
 from learnloop.errors import ConfigurationError
-from learnloop.simulator.shop import ACTIONS, Shop, Visit
 
 SESSION_ONLY_SHARE = 0.1  # outcomes attributed by session_id only
 
