@@ -1,9 +1,10 @@
 """Prometheus metrics of the decision service, on a registry owned by one app.
 
 Each app gets its own :class:`~prometheus_client.CollectorRegistry` (tests build
-many apps; the global registry would refuse duplicate names). The composition
-root registers the join and learner metrics on the same registry
-(``app.state.metrics_registry``) so ``GET /metrics`` shows the whole loop.
+many apps; the global registry would refuse duplicate names). Under
+``learnloop serve`` every process writes to the shared multiprocess directory and
+``GET /metrics`` sums them (:mod:`learnloop.metrics_exposition`), so any worker's
+scrape shows the whole loop, the join and learner of the loop process included.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from learnloop.metrics_exposition import exposition, multiprocess_dir
 from schemas.events import ModelRelease
 
 # Decisions usually take well under 10 ms, so the buckets are fine-grained there.
@@ -73,15 +75,18 @@ class ServiceMetrics:
         )
         self.model_version = Gauge(
             "learnloop_model_version",
-            "Version of the served model (0: untrained).",
+            "Version of the served model (0: untrained); the stalest API worker's.",
             ["decision_point"],
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.model_age = Gauge(
             "learnloop_model_age_seconds",
-            "Seconds since the served model was released (absent while untrained).",
+            "Seconds since the served model was released (absent while untrained); "
+            "the stalest API worker's.",
             ["decision_point"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.model_swaps = Counter(
             "learnloop_model_swaps",
@@ -109,9 +114,11 @@ class ServiceMetrics:
             if model.release is not None:
                 age = (now - model.release.timestamp).total_seconds()
                 self.model_age.labels(name).set(max(0.0, age))
-            else:
-                self.model_age.remove(name)  # no age until a release is served
+            elif multiprocess_dir() is None:
+                # No age until a release is served. (prometheus_client cannot remove a
+                # label set in multiprocess mode; there the last age stays.)
+                self.model_age.remove(name)
 
     def exposition(self) -> bytes:
-        """The registry in Prometheus text format."""
-        return generate_latest(self.registry)
+        """Prometheus text format: every process of the service under the supervisor."""
+        return exposition(self.registry)

@@ -32,16 +32,19 @@ class JoinMetrics:
             "learnloop_join_open_windows",
             "Decisions whose reward window is open",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.held = Gauge(
             "learnloop_join_held_events",
             "Outcomes held for a decision not seen yet (clock skew)",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.lag = Gauge(
             "learnloop_join_lag_seconds",
             "Wall clock minus join stream time (event time of the newest input)",
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.events = Counter(
             "learnloop_join_input_events_total",

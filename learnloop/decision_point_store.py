@@ -4,13 +4,21 @@ Writes are rare (an admin edits a decision point) and tiny, so the methods call
 sqlite3 inline rather than through a writer thread; each write is its own
 fsynced transaction. ``seed`` installs the shipped defaults on first start
 without overwriting what an admin changed since.
+
+Every process of ``learnloop serve`` opens the same file and reads through a
+cache. A change committed by another process is noticed by ``PRAGMA
+data_version`` (SQLite bumps it when another connection commits; a few
+microseconds, no disk read), checked at most every ``change_check_seconds``, so
+a ``PUT`` through one API worker reaches every other worker and the loop process
+well within a second.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
@@ -43,10 +51,22 @@ class SqliteDecisionPointStore:
     path
         The database file (e.g. ``data_dir / "decision_points.sqlite"``); its
         directory is created if missing.
+    change_check_seconds
+        How often a read checks whether another process changed the file.
+    monotonic
+        The clock of those checks (tests pass a fake one).
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        change_check_seconds: float = 0.2,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = Path(path)
+        self.change_check_seconds = change_check_seconds
+        self._monotonic = monotonic
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -62,10 +82,11 @@ class SqliteDecisionPointStore:
         # One connection shared by the event loop and any worker thread: one call at a time.
         self._lock = threading.Lock()
         self._closed = False
-        # Read-through cache: every decision reads its config, and this process (the one
-        # that owns the data directory) is the only writer, so the cache is updated on
-        # each write instead of querying SQLite per decision.
+        # Read-through cache: every decision reads its config. This process's own writes
+        # update it; other processes' writes are noticed by data_version (see above).
         self._cache: dict[str, DecisionPointConfig] | None = None
+        self._data_version: int | None = None
+        self._checked_at = 0.0
 
     async def get(self, name: str) -> DecisionPointConfig | None:
         return self._configs().get(name)
@@ -79,9 +100,19 @@ class SqliteDecisionPointStore:
         return list(self._configs().values())
 
     def _configs(self) -> dict[str, DecisionPointConfig]:
-        if self._cache is None:
-            rows = self._run("SELECT name, config FROM decision_points ORDER BY rowid", ())
-            self._cache = {name: self._decode(name, text) for name, text in rows}
+        if self._cache is not None:
+            now = self._monotonic()
+            if now - self._checked_at < self.change_check_seconds:
+                return self._cache
+            self._checked_at = now
+            if self._run("PRAGMA data_version", ())[0][0] == self._data_version:
+                return self._cache
+        # Read the version first: a commit landing between the two reads is then seen
+        # again by the next check instead of being missed.
+        self._data_version = self._run("PRAGMA data_version", ())[0][0]
+        self._checked_at = self._monotonic()
+        rows = self._run("SELECT name, config FROM decision_points ORDER BY rowid", ())
+        self._cache = {name: self._decode(name, text) for name, text in rows}
         return self._cache
 
     async def seed(self, configs: Iterable[DecisionPointConfig]) -> list[str]:
@@ -115,7 +146,7 @@ class SqliteDecisionPointStore:
                 self._closed = True
                 self._conn.close()
 
-    def _run(self, sql: str, params: tuple[str, ...]) -> list[tuple[Any, ...]]:
+    def _run(self, sql: str, params: tuple[str, ...] | tuple[()]) -> list[tuple[Any, ...]]:
         """One statement in autocommit mode: a write is its own fsynced transaction."""
         with self._lock:
             self._check_open()

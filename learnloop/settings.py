@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +22,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     config: Path | None = None
     backend: Literal["embedded", "kafka"] = "embedded"
+    # API worker processes of `learnloop serve`; unset: see api_workers().
+    workers: Annotated[int, Field(ge=1, le=256)] | None = None
 
     # Security: keys are optional in development, required in production.
     admin_api_key: SecretStr | None = None
@@ -93,6 +96,16 @@ class Settings(BaseSettings):
     join_worker_max_wait_seconds: Annotated[float, Field(ge=0)] = 2.0
     # Model versions kept per decision point in the Redis model store.
     model_keep_versions: Annotated[int, Field(ge=2)] = 5
+
+    def api_workers(self) -> int:
+        """How many API worker processes ``learnloop serve`` runs: ``workers`` if set,
+        else one per core, less one for the loop process in embedded mode (the join and
+        learner are busy whenever traffic is; docs/benchmarks.md has the measurements).
+        """
+        if self.workers is not None:
+            return self.workers
+        cores = os.cpu_count() or 1
+        return max(1, cores - 1) if self.backend == "embedded" else cores
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:

@@ -32,12 +32,14 @@ class LearnerMetrics:
             "Version of the last published release",
             ["decision_point"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.learn_rate = Gauge(
             "learnloop_learner_examples_per_second",
             "Learner throughput while learning (examples per second of learn time)",
             ["decision_point"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
 
     def published(self, release: ModelRelease) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from rich.console import Console
 
 from learnloop.errors import LearnloopError
 from learnloop.settings import Settings
+from runtime.processes import settings_env
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console(stderr=True)
@@ -48,11 +50,18 @@ def load_settings(**overrides: Any) -> Settings:
         raise typer.Exit(2) from exc
 
 
+def _setup_logging(log_level: str) -> None:
+    """Log lines go to stderr at ``log_level`` (services: ``LEARNLOOP_LOG_LEVEL``), each
+    with the pid, since several processes of one service share the terminal."""
+    logging.basicConfig(
+        level=log_level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def _run(coro: Any, log_level: str = "WARNING") -> None:
     """Run a service coroutine on uvloop when it is installed (about half the event-loop
-    cost of asyncio's own loop for an HTTP server), else on asyncio's loop; log lines
-    go to stderr at ``log_level`` (services: ``LEARNLOOP_LOG_LEVEL``)."""
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cost of asyncio's own loop for an HTTP server), else on asyncio's loop."""
+    _setup_logging(log_level)
     try:
         import uvloop
     except ImportError:
@@ -68,6 +77,17 @@ def _run(coro: Any, log_level: str = "WARNING") -> None:
         pass
 
 
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="API worker processes [env LEARNLOOP_WORKERS; one per core, one fewer "
+        "when the embedded loop process shares the machine]",
+    ),
+]
+
+
 @cli.command()
 def serve(
     host: HostOpt = None,
@@ -75,19 +95,71 @@ def serve(
     data_dir: DataOpt = None,
     config: ConfigOpt = None,
     backend: BackendOpt = None,
+    workers: WorkersOpt = None,
 ) -> None:
-    """Run the decision service; embedded mode also runs the join and the online learner."""
+    """Run the decision service: N API worker processes and, embedded, one loop process
+    (join and online learner), supervised; SIGTERM drains them all."""
+    from runtime.supervisor import Supervisor, bind_listener, stop_event_on_signals
+    from runtime.topology import service_children
+
     settings = load_settings(
-        host=host, port=port, data_dir=data_dir, config=config, backend=backend
+        host=host, port=port, data_dir=data_dir, config=config, backend=backend, workers=workers
     )
+    _setup_logging(settings.log_level)
+    if settings.backend == "embedded":
+        from runtime.embedded import prepare_data_dir
+
+        _run(prepare_data_dir(settings), settings.log_level)
+    try:
+        listener = bind_listener(settings.host, settings.port)
+    except LearnloopError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    children = service_children(settings, listener.fileno())
+    supervisor = Supervisor(
+        children,
+        env=settings_env(settings),
+        pass_fds=[listener.fileno()],
+        run_dir=settings.data_dir / "run",
+    )
+    logging.getLogger("learnloop").info(
+        "learnloop serving on http://%s:%d with %d API worker(s)%s (data in %s)",
+        settings.host,
+        settings.port,
+        settings.api_workers(),
+        " and the loop process" if settings.backend == "embedded" else "",
+        settings.data_dir.resolve(),
+    )
+    stop = stop_event_on_signals()
+    code = supervisor.run(stop)
+    listener.close()
+    raise typer.Exit(code)
+
+
+@cli.command(hidden=True)
+def worker(
+    role: Annotated[str, typer.Argument(help="api or loop")],
+    listen_fd: Annotated[int | None, typer.Option(help="Inherited listening socket")] = None,
+) -> None:
+    """One process of ``learnloop serve`` (started by its supervisor, not by hand)."""
+    settings = load_settings()
+    if role == "loop":
+        from runtime.embedded import run_loop
+
+        _run(run_loop(settings), settings.log_level)
+        return
+    if role != "api":
+        console.print(f"[red]error:[/red] unknown worker role {role!r}: use api or loop")
+        raise typer.Exit(2)
+    listener = socket.socket(fileno=listen_fd) if listen_fd is not None else None
     if settings.backend == "kafka":
         from runtime.distributed import serve_api
 
-        _run(serve_api(settings), settings.log_level)
+        _run(serve_api(settings, listener), settings.log_level)
     else:
-        from runtime.embedded import serve_embedded
+        from runtime.embedded import serve_api_worker
 
-        _run(serve_embedded(settings), settings.log_level)
+        _run(serve_api_worker(settings, listener), settings.log_level)
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -112,19 +113,18 @@ async def running_api(settings: Settings, clock: Clock | None = None) -> AsyncIt
         await api.close()
 
 
-async def serve_api(settings: Settings) -> None:
-    """``learnloop serve --backend kafka``: one stateless API replica on ``host:port``,
-    until SIGTERM or SIGINT (then in-flight requests finish and the clients close)."""
+async def serve_api(settings: Settings, listener: socket.socket | None = None) -> None:
+    """One stateless API replica (a worker of ``learnloop serve --backend kafka``) on the
+    supervisor's ``listener`` or on ``host:port``, until SIGTERM or SIGINT (then
+    in-flight requests finish and the clients close)."""
     api = await open_api(settings)
     log.info(
-        "learnloop API serving on http://%s:%d (Kafka %s, Redis %s)",
-        settings.host,
-        settings.port,
+        "learnloop API replica ready (Kafka %s, Redis %s)",
         settings.kafka_bootstrap,
         display_url(settings.redis_url),
     )
     try:
-        await serve_http(api.app, settings)
+        await serve_http(api.app, settings, listener=listener)
     finally:
         await api.close()
 

@@ -1,13 +1,18 @@
-"""The embedded mode: API, join and online learner in one process over local files.
+"""The embedded mode: API worker processes and one loop process over local files.
 
-Composition root: the one place (with :mod:`runtime.cli` and
-:mod:`runtime.distributed`) that imports the service packages and wires them.
-Everything lives under ``settings.data_dir``::
+Composition root (with :mod:`runtime.cli` and :mod:`runtime.distributed`): the one
+place that wires the service packages to the local stores. ``learnloop serve``
+(:mod:`runtime.supervisor`) runs N :func:`serve_api_worker` processes and one
+:func:`run_loop` process (the join and the online learner); none of them shares a
+GIL with another. Everything lives under ``settings.data_dir`` and is shared by
+all of them::
 
     data/log/events.sqlite          decisions, outcomes, rewards, activations, joined
                                     examples, dropped events, join checkpoint
+                                    (SQLite WAL: every process appends, one at a time)
     data/decision_points.sqlite     decision-point configuration (seeded from --config)
     data/models/<point>/            model releases and the current manifest
+    data/run/                       pids of the running processes, Prometheus files
 """
 
 from __future__ import annotations
@@ -15,12 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
-from collections.abc import AsyncIterator
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from app.main import create_app
 from join_service.embedded_runner import EmbeddedJoinRunner
@@ -33,6 +37,7 @@ from learnloop.eventlog.base import Streams
 from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.modelstore.local import LocalModelStore
 from learnloop.settings import Settings
+from learnloop.shutdown import on_stop_signal
 from online_learner.embedded_runner import EmbeddedLearnerRunner
 from online_learner.metrics import LearnerMetrics
 from runtime.http_server import serve_http
@@ -43,92 +48,126 @@ log = logging.getLogger("learnloop")
 
 
 @dataclass
-class EmbeddedRuntime:
-    """The wired embedded service: stores, app and the two background runners."""
+class EmbeddedStores:
+    """The stores under ``settings.data_dir``, opened by one process."""
 
-    settings: Settings
     events: SqliteEventLog
     decision_points: SqliteDecisionPointStore
     models: LocalModelStore
-    app: FastAPI
+
+    async def close(self) -> None:
+        try:
+            await self.decision_points.close()
+            await self.models.close()
+        finally:
+            await self.events.close()
+
+
+def open_stores(settings: Settings) -> EmbeddedStores:
+    """Open (creating if missing) the event log, decision points and model store."""
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return EmbeddedStores(
+        SqliteEventLog(data_dir / "log", batch_max=settings.log_batch_max),
+        SqliteDecisionPointStore(data_dir / DECISION_POINTS_FILE),
+        LocalModelStore(data_dir / "models"),
+    )
+
+
+async def prepare_data_dir(settings: Settings) -> None:
+    """Before any worker starts: create the stores and install the configured decision
+    points that do not exist yet (never overwriting an admin's change)."""
+    stores = open_stores(settings)
+    try:
+        added = await stores.decision_points.seed(load_config_file(settings.config))
+        if added:
+            log.info("installed decision points %s", ", ".join(added))
+    finally:
+        await stores.close()
+
+
+async def serve_api_worker(settings: Settings, listener: socket.socket | None = None) -> None:
+    """One API worker: the decision service on the supervisor's ``listener`` (or, without
+    one, on ``host:port``) until SIGTERM or SIGINT; then its stores close."""
+    stores = open_stores(settings)
+    try:
+        app = create_app(
+            settings,
+            events=stores.events,
+            decision_points=stores.decision_points,
+            models=stores.models,
+        )
+        await serve_http(app, settings, listener=listener)
+    finally:
+        await stores.close()
+
+
+@dataclass
+class Loop:
+    """The loop process's runners over one process's stores."""
+
+    stores: EmbeddedStores
     join: EmbeddedJoinRunner
     learner: EmbeddedLearnerRunner
 
-    async def close(self) -> None:
-        await self.decision_points.close()
-        await self.models.close()
-        await self.events.close()
 
-
-async def open_runtime(settings: Settings, clock: Clock | None = None) -> EmbeddedRuntime:
-    """Open the stores under ``settings.data_dir`` and wire app, join and learner."""
+def open_loop(
+    settings: Settings, clock: Clock | None = None, registry: CollectorRegistry | None = None
+) -> Loop:
+    """Wire the join and the online learner to the stores under ``settings.data_dir``."""
     clock = clock or SystemClock()
-    data_dir = settings.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    events = SqliteEventLog(data_dir / "log", batch_max=settings.log_batch_max)
-    decision_points = SqliteDecisionPointStore(data_dir / DECISION_POINTS_FILE)
-    added = await decision_points.seed(load_config_file(settings.config))
-    if added:
-        log.info("installed decision points %s", ", ".join(added))
-    models = LocalModelStore(data_dir / "models")
-    app = create_app(
-        settings, events=events, decision_points=decision_points, models=models, clock=clock
-    )
-    registry = app.state.metrics_registry
+    registry = registry or CollectorRegistry()
+    stores = open_stores(settings)
     join = EmbeddedJoinRunner(
-        events,
-        decision_points,
+        stores.events,
+        stores.decision_points,
         clock=clock,
         metrics=JoinMetrics(registry),
         checkpoint_seconds=settings.join_checkpoint_seconds,
     )
     learner = EmbeddedLearnerRunner(
-        events,
-        models,
-        decision_points,
+        stores.events,
+        stores.models,
+        stores.decision_points,
         clock=clock,
         metrics=LearnerMetrics(registry),
         release_every_examples=settings.release_every_examples,
         release_every_seconds=settings.release_every_seconds,
     )
-    return EmbeddedRuntime(settings, events, decision_points, models, app, join, learner)
+    return Loop(stores, join, learner)
 
 
-@contextlib.asynccontextmanager
-async def running(runtime: EmbeddedRuntime) -> AsyncIterator[list[asyncio.Task[None]]]:
-    """Run the join and the learner as tasks; cancel them (join checkpoints) on exit."""
-    tasks = [
-        asyncio.create_task(runtime.join.run(), name="learnloop-join"),
-        asyncio.create_task(runtime.learner.run(), name="learnloop-learner"),
-    ]
+async def run_loop(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """The loop process: join and online learner until ``stop`` is set or, without one,
+    until SIGTERM or SIGINT. A runner that fails stops the process (the supervisor
+    restarts it; the join resumes from its checkpoint, the learner from its release)."""
+    loop = open_loop(settings)
     try:
-        yield tasks
+        async with contextlib.AsyncExitStack() as stack:
+            if stop is None:
+                stop = asyncio.Event()
+                stack.enter_context(on_stop_signal(stop.set))
+            tasks = [
+                asyncio.create_task(loop.join.run(), name="learnloop-join"),
+                asyncio.create_task(loop.learner.run(), name="learnloop-learner"),
+            ]
+            stopping = asyncio.create_task(stop.wait())
+            try:
+                done, _ = await asyncio.wait(
+                    [stopping, *tasks], return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                stopping.cancel()
+                for task in tasks:
+                    task.cancel()  # the join checkpoints on its way out
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            for task in done:
+                if task is not stopping and not task.cancelled() and task.exception():
+                    raise task.exception()  # type: ignore[misc]
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-async def serve_embedded(settings: Settings) -> None:
-    """``learnloop serve``: the API on ``host:port`` with join and learner alongside, until
-    SIGTERM or SIGINT; then the runners stop and the log and join state are closed."""
-    # VW learns in a worker thread holding the GIL; a shorter switch interval keeps
-    # request latency low while it does.
-    sys.setswitchinterval(0.001)
-    runtime = await open_runtime(settings)
-    log.info(
-        "learnloop serving on http://%s:%d (data in %s)",
-        settings.host,
-        settings.port,
-        settings.data_dir.resolve(),
-    )
-    try:
-        async with running(runtime) as tasks:
-            await serve_http(runtime.app, settings, tasks)
-    finally:
-        await runtime.close()
+        await loop.stores.close()
 
 
 async def export_joined(settings: Settings, output: Path, decision_point: str | None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -30,12 +31,16 @@ class _Server(uvicorn.Server):
 
 
 async def serve_http(
-    app: FastAPI, settings: Settings, background: Sequence[asyncio.Task[Any]] = ()
+    app: FastAPI,
+    settings: Settings,
+    background: Sequence[asyncio.Task[Any]] = (),
+    listener: socket.socket | None = None,
 ) -> None:
-    """Serve ``app`` on ``settings.host:port`` until SIGTERM or SIGINT.
+    """Serve ``app`` until SIGTERM or SIGINT, on ``listener`` (a socket the supervisor
+    bound and shares with the other API workers) or else on ``settings.host:port``.
 
-    ``background`` are tasks that run beside the server (the embedded join and
-    learner): when one of them fails, the server stops and its exception is raised.
+    ``background`` are tasks that run beside the server: when one of them fails, the
+    server stops and its exception is raised.
     """
     server = _Server(
         uvicorn.Config(
@@ -48,7 +53,8 @@ async def serve_http(
         )
     )
     with on_stop_signal(lambda: setattr(server, "should_exit", True)):
-        serving = asyncio.create_task(server.serve(), name="learnloop-http")
+        sockets = [listener] if listener is not None else None
+        serving = asyncio.create_task(server.serve(sockets), name="learnloop-http")
         done, _ = await asyncio.wait([serving, *background], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if task is serving or task.cancelled():

@@ -9,12 +9,14 @@ child process the same settings (the way a deployment configures its services).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Self
@@ -86,6 +88,9 @@ class LearnloopProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT if self.log_file else subprocess.DEVNULL,
                 stdin=subprocess.DEVNULL,
+                # Its own process group: kill() takes the children of `learnloop serve`
+                # down with it, like a machine crash, rather than leaving them to drain.
+                start_new_session=True,
             )
         finally:
             if self.log_file:
@@ -103,11 +108,13 @@ class LearnloopProcess:
         return self.log_file.read_text(errors="replace")[-chars:]
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown hooks run (crash tests)."""
-        if self.running:
-            assert self.process is not None
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
+        """SIGKILL to the process and every process it started: no shutdown hooks run
+        anywhere (crash tests)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGTERM, then SIGKILL if it does not stop within ``timeout``; the exit code."""
@@ -129,10 +136,10 @@ class LearnloopProcess:
 
 class ServiceProcess(LearnloopProcess):
     """``learnloop serve`` in a child process on a loopback port; ``start`` returns once
-    it is ready. Without ``data_dir`` the settings in ``env`` decide (the Kafka backend
-    keeps no local data).
+    it is ready. Without ``data_dir`` a temporary one holds the supervisor's run files
+    (the Kafka backend keeps no other local data). ``workers`` sets ``--workers``.
 
-    >>> ServiceProcess(Path("/tmp/x"), port=1234).url
+    >>> ServiceProcess(Path("/tmp/x"), port=1234, workers=2).url
     'http://127.0.0.1:1234'
     """
 
@@ -142,17 +149,43 @@ class ServiceProcess(LearnloopProcess):
         port: int | None = None,
         env: dict[str, str] | None = None,
         log_file: Path | None = None,
+        workers: int | None = None,
     ) -> None:
         self.port = port or free_port()
+        self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="learnloop-serve-"))
         args = ["serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        if data_dir is not None:
-            args += ["--data-dir", str(data_dir)]
+        args += ["--data-dir", str(self.data_dir)]
+        if workers is not None:
+            args += ["--workers", str(workers)]
         super().__init__(*args, env=env, log_file=log_file)
-        self.data_dir = data_dir
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def pids(self) -> dict[str, int]:
+        """The supervisor's and every child's pid (``api-0`` …, ``loop``), as it wrote them."""
+        path = self.data_dir / "run" / "processes.json"
+        try:
+            return {str(k): int(v) for k, v in json.loads(path.read_text()).items()}
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def kill_child(self, name: str) -> int:
+        """SIGKILL one child of the supervisor (``api-0``, ``loop``); its pid."""
+        pid = self.pids()[name]
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def wait_restarted(self, name: str, old_pid: int, timeout: float = 30.0) -> int:
+        """Wait until the supervisor runs ``name`` again under a new pid; that pid."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.pids().get(name)
+            if pid is not None and pid != old_pid:
+                return pid
+            time.sleep(0.05)
+        raise Unavailable(f"{name} was not restarted within {timeout} s: {self.log_tail(1000)}")
 
     def start(self, ready_timeout: float = 60.0) -> Self:
         super().start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
@@ -13,8 +15,9 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", summary="The process is alive")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> dict[str, str | int]:
+    """``pid`` names the API worker that answered (``learnloop serve`` runs several)."""
+    return {"status": "ok", "pid": os.getpid()}
 
 
 @router.get("/readyz", summary="Every decision point has its model", response_model=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -112,7 +113,7 @@ def test_probes_metrics_and_docs(harness: Harness) -> None:
     harness.decide()
     harness.client.get("/v1/nope")
 
-    assert harness.client.get("/healthz").json() == {"status": "ok"}
+    assert harness.client.get("/healthz").json() == {"status": "ok", "pid": os.getpid()}
     assert harness.client.get("/readyz").status_code == 200
     metrics = harness.client.get("/metrics")
     assert metrics.status_code == 200

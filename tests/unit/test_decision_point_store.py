@@ -79,6 +79,40 @@ async def test_sqlite_survives_reopen(tmp_path: Path) -> None:
         await second.close()
 
 
+class FakeMonotonic:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_sqlite_sees_another_process_change_after_the_check_interval(
+    tmp_path: Path,
+) -> None:
+    """Two stores on one file stand for two processes of ``learnloop serve``: a change
+    through one is served by the other once its change check runs, not before."""
+    clock = FakeMonotonic()
+    path = tmp_path / FILE_NAME
+    writer = SqliteDecisionPointStore(path)
+    reader = SqliteDecisionPointStore(path, change_check_seconds=0.2, monotonic=clock)
+    try:
+        await writer.put(config("home_products"))
+        assert await reader.get("home_products") == config("home_products")
+        await writer.put(config("home_products", window=60.0))
+        await writer.put(config("checkout"))
+        clock.now += 0.1  # inside the interval: the cached config is served
+        assert (await reader.get("home_products")).window_seconds == 20.0  # type: ignore[union-attr]
+        clock.now += 0.15
+        assert (await reader.get("home_products")).window_seconds == 60.0  # type: ignore[union-attr]
+        assert [c.name for c in await reader.all()] == ["home_products", "checkout"]
+        clock.now += 1.0  # nothing changed since: still the same configs
+        assert await reader.get("checkout") == config("checkout")
+    finally:
+        await writer.close()
+        await reader.close()
+
+
 async def test_seed_inserts_only_missing(store: DecisionPointStore) -> None:
     defaults = load_config_file(None)
     assert defaults, "the shipped defaults should define decision points"
