@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from join_service.embedded_runner import EmbeddedJoinRunner
-from join_service.window import Join, JoinInput
+from join_service.window import Join
 from learnloop import featurizer
 from learnloop.decision_points import MemoryDecisionPointStore, load_config_file
 from learnloop.eventlog import Append, Streams
@@ -36,7 +36,7 @@ from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.policy import VWPolicy
 from online_learner.learner import OnlineLearner
 from runtime.processes import ServiceProcess
-from schemas import DecisionEvent, JoinedExample, OutcomeEvent
+from schemas import DecisionEvent, JoinedExample, JoinInput, OutcomeEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = load_config_file(None)[0]

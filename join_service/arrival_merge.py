@@ -33,9 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from schemas import ActivationEvent, DecisionEvent, OutcomeEvent, RewardEvent
-
-JoinInput = DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent
+from schemas.events import JoinInput
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,34 +14,18 @@ import logging
 from collections.abc import Sequence
 
 from join_service.metrics import JoinMetrics
-from join_service.window import Join, JoinInput, idle_stream_time
+from join_service.window import Join, idle_stream_time
 from learnloop.clock import Clock, SystemClock
 from learnloop.decision_points import DecisionPointCache, DecisionPointStore
+from learnloop.errors import InvalidInput
 from learnloop.eventlog.base import Append, EventLog, LogRecord, Streams
-from schemas import (
-    ActivationEvent,
-    DecisionEvent,
-    JoinedExample,
-    OutcomeEvent,
-    RewardEvent,
-)
+from learnloop.streams import decode_join_input
+from schemas import JoinedExample
 
 log = logging.getLogger(__name__)
 
 STATE_SNAPSHOT = "join.snapshot"
 STATE_OFFSET = "join.offset"
-
-_DECODERS: dict[str, type[DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent]] = {
-    Streams.DECISIONS: DecisionEvent,
-    Streams.OUTCOMES: OutcomeEvent,
-    Streams.REWARDS: RewardEvent,
-    Streams.ACTIVATIONS: ActivationEvent,
-}
-
-
-def decode(record: LogRecord) -> JoinInput:
-    """A log record of one of the join's input streams as its event model."""
-    return _DECODERS[record.stream].model_validate_json(record.value)
 
 
 class EmbeddedJoinRunner:
@@ -146,8 +130,8 @@ class EmbeddedJoinRunner:
         emitted: list[JoinedExample] = []
         for record in records:
             try:
-                event = decode(record)
-            except ValueError:
+                event = decode_join_input(record.stream, record.value)
+            except InvalidInput:
                 # Written by the API after validation, so this is a bug or a foreign writer:
                 # skip it loudly rather than wedge the join forever.
                 log.exception("undecodable %s record at offset %d", record.stream, record.offset)

@@ -5,7 +5,7 @@ has a :class:`~join_service.partition_join.PartitionJoin`. This module moves
 things between those pure joins and the outside world:
 
 - *restore* a partition from its Redis checkpoint when it is assigned;
-- *decode* consumed records (:mod:`learnloop.kafka.codec`);
+- *decode* consumed records (:mod:`learnloop.streams`, as the embedded runner does);
 - *ship* what a step produced (:class:`~join_service.joined_output.JoinedOutput`):
   joined examples with the decision's ``event_id`` as unique key (a replay after a
   crash cannot emit one twice) and dropped events for audit (at least once);
@@ -31,10 +31,10 @@ from join_service.partition_join import JoinOutput, PartitionJoin
 from learnloop.clock import Clock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.errors import InvalidInput
-from learnloop.kafka.codec import decode_value
 from learnloop.kafka.topics import TopicNames
 from learnloop.settings import Settings
-from schemas import ActivationEvent, DecisionEvent, DecisionPointConfig, OutcomeEvent, RewardEvent
+from learnloop.streams import decode_join_input
+from schemas import DecisionPointConfig, JoinInput
 
 log = logging.getLogger(__name__)
 
@@ -158,16 +158,13 @@ class JoinPartitions:
     def record(self, topic: str, offset: int, arrival_ms: int, value: bytes | None) -> InputRecord:
         """A consumed record of a join input; an undecodable one keeps its place as ``None``."""
         stream = self.names.stream_of(topic)
-        event: DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent | None = None
+        event: JoinInput | None = None
         try:
-            decoded = decode_value(stream, value or b"")
+            event = decode_join_input(stream, value or b"")
         except InvalidInput:
             # Written by the API after validation, so a bug or a foreign writer: skip it
             # loudly rather than wedge the partition forever.
             log.exception("undecodable record %s@%d", topic, offset)
-        else:
-            assert isinstance(decoded, DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent)
-            event = decoded
         return InputRecord(stream, offset, arrival_ms, event)
 
     async def ship(self, output: JoinOutput) -> None:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from join_service.arrival_merge import ArrivalMerge, InputRecord
 from join_service.join_state import DroppedEvent
 from join_service.window import ConfigSource, Join, idle_stream_time
-from learnloop.eventlog.base import Streams
+from learnloop.streams import Streams
 from schemas import JoinedExample
 
 

@@ -1,6 +1,6 @@
 """The reward rule: what an outcome is worth and how one window's outcomes become one reward.
 
-Pure functions on the decision point's settings (:class:`schemas.DecisionPointSpec`):
+Pure functions on the decision point's configuration (:class:`schemas.DecisionPointConfig`):
 
 - the **reward map** names the outcome types that count and their reward
   (default ``basket_add: 3``, ``detail_view: 1``); a type it does not name is
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from schemas import Aggregation, CloseReason, DecisionPointSpec, OutcomeEvent, RewardEvent
+from schemas import Aggregation, CloseReason, DecisionPointConfig, OutcomeEvent, RewardEvent
 
 
 class CountedOutcome(NamedTuple):
@@ -98,18 +98,18 @@ def ordered_outcomes(counted: Sequence[CountedOutcome]) -> list[OutcomeEvent]:
 
 
 def close_reward(
-    spec: DecisionPointSpec,
+    config: DecisionPointConfig,
     counted: Sequence[CountedOutcome],
     direct: Sequence[DirectReward],
 ) -> tuple[float, CloseReason]:
     """The reward of a closing window and why: ``direct``, ``outcome`` or ``default``.
 
-    >>> close_reward(DecisionPointSpec(default_reward=-1.0), [], [])
+    >>> close_reward(DecisionPointConfig(name="p", default_reward=-1.0), [], [])
     (-1.0, 'default')
     """
     if direct:
         latest = max(direct, key=lambda d: (d.event.timestamp, d.seq))
         return latest.event.value, "direct"
     if counted:
-        return aggregate(spec.aggregation, counted), "outcome"
-    return spec.default_reward, "default"
+        return aggregate(config.aggregation, counted), "outcome"
+    return config.default_reward, "default"

@@ -45,7 +45,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from join_service.decision_point_settings import ConfigSource, DecisionPointSettings
+from join_service.horizons import ConfigSource, JoinHorizons
 from join_service.join_memory import ClosedDecisions, SeenIds
 from join_service.join_state import (
     ClosedDecision,
@@ -66,15 +66,14 @@ from learnloop.errors import InvalidInput
 from schemas import (
     ActivationEvent,
     DecisionEvent,
-    DecisionPointSpec,
+    DecisionPointConfig,
     JoinedExample,
+    JoinInput,
     OutcomeEvent,
     RewardEvent,
 )
 
-__all__ = ["ConfigSource", "Join", "JoinInput", "idle_stream_time"]
-
-JoinInput = DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent
+__all__ = ["ConfigSource", "Join", "idle_stream_time"]
 
 
 class Join:
@@ -92,7 +91,7 @@ class Join:
 
     def __init__(self, configs: ConfigSource | None = None) -> None:
         self.configs = configs
-        self._settings = DecisionPointSettings(configs)
+        self._horizons = JoinHorizons(configs)
         self._stream_time: datetime | None = None
         self._seq = 0
         self._counters = JoinCounters()
@@ -122,8 +121,8 @@ class Join:
         if event_id in self._open or event_id in self._closed:
             self._counters.duplicates += 1
             return emitted
-        spec = self._settings.spec(decision.decision_point)
-        window = self._settings.duration(spec.window_seconds)
+        config = self._horizons.config(decision.decision_point)
+        window = self._horizons.duration(config.window_seconds)
         close_at = decision.timestamp + window
         now = self._stream_time
         assert now is not None
@@ -131,11 +130,11 @@ class Join:
             self._drop("stale", decision)
             return emitted
         self._counters.decisions += 1
-        self._settings.cover(spec)
+        self._horizons.cover(config)
         opened = OpenDecision(decision, self._seq, close_at, decision.activated)
         self._open.add(opened)
         if len(self._held):
-            self._give_held(opened, spec)
+            self._give_held(opened, config)
         if close_at <= now:
             emitted.extend(self._close_due(now))
         return emitted
@@ -209,8 +208,8 @@ class Join:
             JoinSnapshot(
                 stream_time=self._stream_time,
                 seq=self._seq,
-                longest_window=self._settings.longest_window,
-                longest_skew=self._settings.longest_skew,
+                longest_window=self._horizons.longest_window,
+                longest_skew=self._horizons.longest_skew,
                 counters=self._counters,
                 open=list(self._open),
                 closed=list(self._closed),
@@ -232,9 +231,7 @@ class Join:
         join = cls(configs)
         join._stream_time = state.stream_time
         join._seq = state.seq
-        join._settings = DecisionPointSettings(
-            configs, longest=(state.longest_window, state.longest_skew)
-        )
+        join._horizons = JoinHorizons(configs, longest=(state.longest_window, state.longest_skew))
         join._counters = state.counters
         join._open = OpenWindows(state.open)
         join._closed = ClosedDecisions(state.closed)
@@ -280,15 +277,15 @@ class Join:
         close_at = opened.close_at
         self._closed.add(
             ClosedDecision(
-                decision.event_id, decision.timestamp, close_at, now + self._settings.closed_memory,
+                decision.event_id, decision.timestamp, close_at, now + self._horizons.closed_memory,
                 decision.context.session_id,
             )
         )  # fmt: skip
         if not opened.activated:
             self._drop("not_activated", decision)
             return None
-        spec = self._settings.spec(decision.decision_point)
-        reward, reason = close_reward(spec, opened.counted, opened.direct)
+        config = self._horizons.config(decision.decision_point)
+        reward, reason = close_reward(config, opened.counted, opened.direct)
         if reason == "outcome":
             self._counters.joined_outcome += 1
         elif reason == "direct":
@@ -312,7 +309,7 @@ class Join:
         """Remember a follow-up's own id; ``False`` (and counted) if it is a duplicate."""
         now = self._stream_time
         assert now is not None
-        if self._seen.first_time(kind, own_id, now + self._settings.id_memory):
+        if self._seen.first_time(kind, own_id, now + self._horizons.id_memory):
             return True
         self._counters.duplicates += 1
         return False
@@ -340,14 +337,14 @@ class Join:
         self._hold(outcome, matched=matched)
 
     def _apply(self, opened: OpenDecision, event: FollowUp, seq: int) -> None:
-        reward_map = self._settings.spec(opened.decision.decision_point).reward_map
+        reward_map = self._horizons.config(opened.decision.decision_point).reward_map
         if not opened.take(event, seq, reward_map):
             self._counters.unknown_type += 1
 
-    def _give_held(self, opened: OpenDecision, spec: DecisionPointSpec) -> None:
+    def _give_held(self, opened: OpenDecision, config: DecisionPointConfig) -> None:
         """Give a newly arrived decision the follow-ups that were waiting for it."""
         now = self._now()
-        tolerance = self._settings.duration(spec.skew_tolerance_seconds)
+        tolerance = self._horizons.duration(config.skew_tolerance_seconds)
         decision = opened.decision
         for waiting in self._held.take_for_decision(decision.event_id):
             if waiting.since + tolerance <= now:
@@ -369,7 +366,7 @@ class Join:
 
     def _hold(self, event: FollowUp, *, matched: bool) -> None:
         now = self._now()
-        deadline = now + self._settings.hold_for
+        deadline = now + self._horizons.hold_for
         if deadline > now:
             self._held.add(HeldEvent(event, self._seq, now, deadline, matched))
         elif not matched:

@@ -10,14 +10,16 @@ from schemas.api import (
     RankedAction,
     RewardRequest,
 )
-from schemas.config import Aggregation, DecisionPointConfig, DecisionPointSpec
+from schemas.config import Aggregation, DecisionPointConfig, DecisionPointUpdate
 from schemas.events import (
     SCHEMA_VERSION,
     ActivationEvent,
     Arm,
     CloseReason,
     DecisionEvent,
+    Event,
     JoinedExample,
+    JoinInput,
     ModelRelease,
     OutcomeEvent,
     RewardEvent,
@@ -34,10 +36,12 @@ __all__ = [
     "Context",
     "DecisionEvent",
     "DecisionPointConfig",
-    "DecisionPointSpec",
+    "DecisionPointUpdate",
     "DecisionRequest",
     "DecisionResponse",
+    "Event",
     "FeatureMap",
+    "JoinInput",
     "JoinedExample",
     "ModelRelease",
     "OutcomeEvent",

@@ -1,8 +1,13 @@
-"""Request and response bodies of the HTTP API (``/v1``)."""
+"""Request and response bodies of the HTTP API (``/v1`` and the probes).
+
+The routes in ``app/routes/`` only translate between these and domain calls, so
+every body a client sends or reads has a JSON Schema in ``schemas/json/``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,3 +73,47 @@ class RewardRequest(BaseModel):
     value: FiniteNumber
     reward_id: EventId | None = None
     timestamp: UtcTime | None = None
+
+
+class RewardAccepted(BaseModel):
+    """A direct reward was logged (``202``)."""
+
+    event_id: str
+    reward_id: str
+
+
+class ActivationAccepted(BaseModel):
+    """A deferred decision is marked as shown (``202``; repeating it is harmless)."""
+
+    event_id: str
+    activated: bool = True
+
+
+class OutcomesAccepted(BaseModel):
+    """Outcomes were logged (``202``); ``duplicates`` counts retries of known ``outcome_id``s."""
+
+    accepted: int
+    duplicates: int = 0
+
+
+class ModelInfo(BaseModel):
+    """The model serving a decision point; ``trained`` is false (and ``released_at``
+    null) until a release with the configured ``vw_args`` is served."""
+
+    decision_point: str
+    version: int
+    trained: bool
+    vw_args: str
+    released_at: datetime | None = None
+    age_seconds: float | None = None
+    examples_learned: int = 0
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class HealthStatus(BaseModel):
+    """What ``/healthz`` (``ok``: the process is alive) and ``/readyz`` (``ready``:
+    every decision point has its model) answer; ``pid`` names the API worker
+    process that answered (``learnloop serve`` runs several)."""
+
+    status: Literal["ok", "ready"]
+    pid: int | None = None

@@ -1,4 +1,9 @@
-"""Configuration of a decision point: its actions, learner and reward rule."""
+"""Configuration of a decision point: its actions, learner and reward rule.
+
+:class:`DecisionPointConfig` is the one configuration type: config files, the
+stores, the API's answers and every service read it. :class:`DecisionPointUpdate`
+is only the body of ``PUT /v1/decision-points/{name}``, whose path gives the name.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,8 @@ DEFAULT_VW_ARGS = "--cb_explore_adf --squarecb -q ca -q ua"
 DEFAULT_REWARD_MAP: dict[str, float] = {"basket_add": 3.0, "detail_view": 1.0}
 
 
-class DecisionPointSpec(BaseModel):
-    """Everything the decision service, the join and the learner need to know
-    about one learning loop, without its name (the body of ``PUT``)."""
+class _DecisionPointFields(BaseModel):
+    """The fields of a decision point but its name, written once for both models below."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -45,14 +49,20 @@ class DecisionPointSpec(BaseModel):
             raise ValueError(f"vw_args may not name files or servers: remove {', '.join(bad)}")
         return args
 
-    def named(self, name: str) -> DecisionPointConfig:
-        return DecisionPointConfig(name=name, **self.model_dump())
 
-
-class DecisionPointConfig(DecisionPointSpec):
-    """A decision point: a named learning loop and its settings."""
+class DecisionPointConfig(_DecisionPointFields):
+    """A decision point: a named learning loop and everything the decision service,
+    the join and the learner need to know about it."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class DecisionPointUpdate(_DecisionPointFields):
+    """The body of ``PUT /v1/decision-points/{name}``: a :class:`DecisionPointConfig`
+    without its name, which the path gives."""
+
+    def named(self, name: str) -> DecisionPointConfig:
+        return DecisionPointConfig(name=name, **self.model_dump())
 
 
 _FORBIDDEN_VW_ARGS = frozenset(

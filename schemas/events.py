@@ -120,6 +120,13 @@ class ModelRelease(_Event):
     metrics: dict[str, float] = Field(default_factory=dict)
 
 
+JoinInput = DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent
+"""What the join consumes: a decision and the follow-ups that may be attributed to it."""
+
+Event = JoinInput | JoinedExample | ModelRelease
+"""Any event a log stream carries (the ``dropped`` audit stream aside)."""
+
+
 def utc_now_iso(now: datetime) -> str:
     """Render an aware time the way the logs do (ISO 8601, UTC, ``Z``)."""
     return now.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -12,8 +12,18 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from schemas.api import DecisionRequest, DecisionResponse, OutcomeRequest, RewardRequest
-from schemas.config import DecisionPointConfig, DecisionPointSpec
+from schemas.api import (
+    ActivationAccepted,
+    DecisionRequest,
+    DecisionResponse,
+    HealthStatus,
+    ModelInfo,
+    OutcomeRequest,
+    OutcomesAccepted,
+    RewardAccepted,
+    RewardRequest,
+)
+from schemas.config import DecisionPointConfig, DecisionPointUpdate
 from schemas.events import (
     ActivationEvent,
     DecisionEvent,
@@ -30,6 +40,11 @@ MODELS: tuple[type[BaseModel], ...] = (
     DecisionResponse,
     OutcomeRequest,
     RewardRequest,
+    OutcomesAccepted,
+    RewardAccepted,
+    ActivationAccepted,
+    ModelInfo,
+    HealthStatus,
     DecisionEvent,
     OutcomeEvent,
     RewardEvent,
@@ -37,7 +52,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     JoinedExample,
     ModelRelease,
     DecisionPointConfig,
-    DecisionPointSpec,
+    DecisionPointUpdate,
 )
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from app.api.deps import AdminKey, ClientKey, DecisionPointsDep, RegistryDep
 from learnloop.errors import NotFound
-from schemas.config import DecisionPointConfig, DecisionPointSpec
+from schemas.config import DecisionPointConfig, DecisionPointUpdate
 from schemas.features import NAME_PATTERN
 
 router = APIRouter(prefix="/v1/decision-points", tags=["decision points"])
@@ -49,11 +49,11 @@ async def get_decision_point(name: Name, store: DecisionPointsDep) -> DecisionPo
     summary="Create or replace a decision point",
 )
 async def put_decision_point(
-    name: Name, spec: DecisionPointSpec, store: DecisionPointsDep, registry: RegistryDep
+    name: Name, update: DecisionPointUpdate, store: DecisionPointsDep, registry: RegistryDep
 ) -> DecisionPointConfig:
     """Takes effect for the next decision; new ``vw_args`` start from an untrained
     model until a release trained with them appears."""
-    config = spec.named(name)
+    config = update.named(name)
     await store.put(config)
     await registry.refresh(name)
     return config

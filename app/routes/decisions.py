@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel
 
 from app.api.deps import ClientKey, DeciderDep, FeedbackDep, TraceParentDep
-from schemas.api import DecisionRequest, DecisionResponse, RewardRequest
+from schemas.api import (
+    ActivationAccepted,
+    DecisionRequest,
+    DecisionResponse,
+    RewardAccepted,
+    RewardRequest,
+)
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"], dependencies=[ClientKey])
 
@@ -21,16 +26,6 @@ DecisionId = Annotated[
         description="The event_id a decision was answered with.",
     ),
 ]
-
-
-class RewardAccepted(BaseModel):
-    event_id: str
-    reward_id: str
-
-
-class ActivationAccepted(BaseModel):
-    event_id: str
-    activated: bool = True
 
 
 @router.post("", response_model=DecisionResponse, summary="Choose an action for a context")

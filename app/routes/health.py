@@ -10,18 +10,24 @@ from fastapi.responses import JSONResponse, Response
 from app.api.deps import ClockDep, MetricsDep, RegistryDep
 from app.api.errors import error_response
 from app.metrics import CONTENT_TYPE
+from schemas.api import HealthStatus
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="The process is alive")
-async def healthz() -> dict[str, str | int]:
+@router.get("/healthz", response_model=HealthStatus, summary="The process is alive")
+async def healthz() -> HealthStatus:
     """``pid`` names the API worker that answered (``learnloop serve`` runs several)."""
-    return {"status": "ok", "pid": os.getpid()}
+    return HealthStatus(status="ok", pid=os.getpid())
 
 
-@router.get("/readyz", summary="Every decision point has its model", response_model=None)
-async def readyz(registry: RegistryDep) -> JSONResponse | dict[str, str]:
+@router.get(
+    "/readyz",
+    summary="Every decision point has its model",
+    response_model=None,
+    responses={200: {"model": HealthStatus}},
+)
+async def readyz(registry: RegistryDep) -> JSONResponse | HealthStatus:
     if not registry.ready:
         return error_response(
             503,
@@ -29,7 +35,7 @@ async def readyz(registry: RegistryDep) -> JSONResponse | dict[str, str]:
             "models are still loading: retry shortly",
             headers={"Retry-After": "1"},
         )
-    return {"status": "ready"}
+    return HealthStatus(status="ready", pid=os.getpid())
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

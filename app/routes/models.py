@@ -6,46 +6,33 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path
-from pydantic import BaseModel
 
 from app.api.deps import ClientKey, ClockDep, DecisionPointsDep, RegistryDep
 from app.serving import ServedModel
 from learnloop.errors import NotFound
+from schemas.api import ModelInfo
 from schemas.features import NAME_PATTERN
 
 router = APIRouter(prefix="/v1/models", tags=["models"], dependencies=[ClientKey])
 
 
-class ModelInfo(BaseModel):
-    """The served model; ``trained`` is false (and ``released_at`` null) until a
-    release with the configured ``vw_args`` is served."""
-
-    decision_point: str
-    version: int
-    trained: bool
-    vw_args: str
-    released_at: datetime | None = None
-    age_seconds: float | None = None
-    examples_learned: int = 0
-    metrics: dict[str, float] = {}
-
-    @classmethod
-    def of(cls, name: str, served: ServedModel, now: datetime) -> ModelInfo:
-        release = served.release
-        if release is None:
-            return cls(
-                decision_point=name, version=served.version, trained=False, vw_args=served.vw_args
-            )
-        return cls(
-            decision_point=name,
-            version=served.version,
-            trained=True,
-            vw_args=served.vw_args,
-            released_at=release.timestamp,
-            age_seconds=max(0.0, (now - release.timestamp).total_seconds()),
-            examples_learned=release.examples_learned,
-            metrics=dict(release.metrics),
+def model_info(name: str, served: ServedModel, now: datetime) -> ModelInfo:
+    """What ``GET /v1/models/{name}`` answers about the served model."""
+    release = served.release
+    if release is None:
+        return ModelInfo(
+            decision_point=name, version=served.version, trained=False, vw_args=served.vw_args
         )
+    return ModelInfo(
+        decision_point=name,
+        version=served.version,
+        trained=True,
+        vw_args=served.vw_args,
+        released_at=release.timestamp,
+        age_seconds=max(0.0, (now - release.timestamp).total_seconds()),
+        examples_learned=release.examples_learned,
+        metrics=dict(release.metrics),
+    )
 
 
 @router.get("/{decision_point}", response_model=ModelInfo, summary="The served model")
@@ -65,4 +52,4 @@ async def get_model(
         served = await registry.refresh(decision_point)
         if served is None:
             raise NotFound(f"decision point {decision_point!r} has no model yet")
-    return ModelInfo.of(decision_point, served, clock.now())
+    return model_info(decision_point, served, clock.now())

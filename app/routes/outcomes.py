@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from pydantic import BaseModel, Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag
 
 from app.api.deps import ClientKey, FeedbackDep, TraceParentDep
-from schemas.api import OutcomeRequest
+from schemas.api import OutcomeRequest, OutcomesAccepted
 
 router = APIRouter(prefix="/v1/outcomes", tags=["outcomes"], dependencies=[ClientKey])
 
@@ -24,11 +24,6 @@ OutcomeBody = Annotated[
     | Annotated[list[OutcomeRequest], Field(min_length=1, max_length=MAX_BATCH), Tag("batch")],
     Discriminator(_shape),
 ]
-
-
-class OutcomesAccepted(BaseModel):
-    accepted: int
-    duplicates: int = 0
 
 
 @router.post(

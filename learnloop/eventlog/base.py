@@ -12,19 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-
-class Streams:
-    """Stream names (also the Kafka topic suffixes)."""
-
-    DECISIONS = "decisions"
-    OUTCOMES = "outcomes"
-    REWARDS = "rewards"
-    ACTIVATIONS = "activations"
-    JOINED = "joined"
-    RELEASES = "releases"
-    DROPPED = "dropped"  # follow-ups the join did not apply (late, orphaned, ...), kept for audit
-
-    JOIN_INPUTS = (DECISIONS, OUTCOMES, REWARDS, ACTIVATIONS)
+from learnloop.streams import Streams as Streams  # its home; re-exported for the log's users
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,36 +14,17 @@ from dataclasses import dataclass
 from typing import Final
 
 import orjson
-from pydantic import BaseModel, ValidationError
 
-from learnloop.errors import InvalidInput
-from learnloop.eventlog.base import Append, Streams
-from learnloop.kafka.topics import Event, TopicNames, partition_key
-from schemas.events import (
-    SCHEMA_VERSION,
-    ActivationEvent,
-    DecisionEvent,
-    JoinedExample,
-    ModelRelease,
-    OutcomeEvent,
-    RewardEvent,
-)
+from learnloop.eventlog.base import Append
+from learnloop.kafka.topics import TopicNames, partition_key
+from learnloop.streams import decode_event, stream_of
+from schemas.events import ActivationEvent, Event, OutcomeEvent, RewardEvent
 
 TRACEPARENT: Final = "traceparent"
 CONTENT_TYPE: Final = "content-type"
 JSON_CONTENT: Final = b"application/json"
 
 Headers = tuple[tuple[str, bytes], ...]
-
-MODELS: Final[dict[str, type[BaseModel]]] = {
-    Streams.DECISIONS: DecisionEvent,
-    Streams.OUTCOMES: OutcomeEvent,
-    Streams.REWARDS: RewardEvent,
-    Streams.ACTIVATIONS: ActivationEvent,
-    Streams.JOINED: JoinedExample,
-    Streams.RELEASES: ModelRelease,
-}
-_STREAM_OF: Final = {model: stream for stream, model in MODELS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +35,6 @@ class KafkaRecord:
     key: bytes | None
     value: bytes
     headers: Headers
-
-
-def stream_of(event: Event) -> str:
-    """The stream an event belongs on."""
-    return _STREAM_OF[type(event)]
 
 
 def unique_key(event: Event) -> str:
@@ -83,41 +59,9 @@ def encode_value(event: Event) -> bytes:
 
 
 def decode_value(stream: str, value: bytes) -> Event:
-    """The event in a record value of ``stream``.
-
-    Raises :class:`~learnloop.errors.InvalidInput` for a value that is not a valid
-    event, saying so plainly when it was written by a newer learnloop.
-    """
-    model = MODELS.get(stream)
-    if model is None:
-        raise InvalidInput(f"no event type for stream {stream!r}: expected one of {list(MODELS)}")
-    try:
-        event = model.model_validate_json(value)
-    except ValidationError as exc:
-        _refuse_newer(stream, _peek_version(value))
-        raise InvalidInput(
-            f"record on {stream} is not a valid {model.__name__} "
-            f"({exc.error_count()} errors): {exc.errors()[0]['msg']}"
-        ) from exc
-    _refuse_newer(stream, event.schema_version)  # type: ignore[attr-defined]
-    return event  # type: ignore[return-value]
-
-
-def _peek_version(value: bytes) -> int | None:
-    try:
-        data = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    return version if isinstance(version, int) else None
-
-
-def _refuse_newer(stream: str, version: int | None) -> None:
-    if version is not None and version > SCHEMA_VERSION:
-        raise InvalidInput(
-            f"record on {stream} has schema_version {version}, newer than this learnloop's "
-            f"{SCHEMA_VERSION}: upgrade this service before it reads that topic"
-        )
+    """The event in a record value of ``stream``: the embedded log's decoding
+    (:func:`learnloop.streams.decode_event`), since the value is the same JSON."""
+    return decode_event(stream, value)
 
 
 def trace_headers(traceparent: str | None) -> Headers:

@@ -48,11 +48,12 @@ from redis.exceptions import RedisError
 
 from learnloop.errors import Unavailable
 from learnloop.eventlog.base import Append, AppendResult, LogRecord, Streams
-from learnloop.kafka.codec import decode_value, headers_for_value
+from learnloop.kafka.codec import headers_for_value
 from learnloop.kafka.connect import connect_redis, start_producer_for
 from learnloop.kafka.topics import TopicNames, join_key
 from learnloop.settings import Settings
-from schemas.events import ActivationEvent, DecisionEvent, OutcomeEvent, RewardEvent
+from learnloop.streams import decode_join_input
+from schemas.events import DecisionEvent
 
 logger = logging.getLogger(__name__)
 
@@ -228,8 +229,7 @@ class KafkaEventSink:
         """``item`` keyed by its decision's join key when it is a join input."""
         if item.stream not in Streams.JOIN_INPUTS:
             return item
-        event = decode_value(item.stream, item.value)
-        assert isinstance(event, DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent)
+        event = decode_join_input(item.stream, item.value)
         decision_key = None
         if not isinstance(event, DecisionEvent) and event.event_id is not None:
             decision_key = await self.decision_key(event.event_id)

@@ -50,12 +50,12 @@ from learnloop.errors import ConfigurationError, InvalidInput, Unavailable
 from learnloop.eventlog.base import Streams
 from learnloop.settings import Settings
 from schemas.events import (
-    ActivationEvent,
     DecisionEvent,
+    Event,
     JoinedExample,
+    JoinInput,
     ModelRelease,
     OutcomeEvent,
-    RewardEvent,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,9 +71,6 @@ STREAMS: Final = (
 )
 
 _TOPIC_EXISTS: Final = 36  # Kafka error code TOPIC_ALREADY_EXISTS
-
-JoinInput = DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent
-Event = JoinInput | JoinedExample | ModelRelease
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +116,7 @@ def join_key(event: JoinInput, decision_key: str | None = None) -> str:
     caller looked it up (``None``: unknown, fall back to the decision's ``event_id``).
 
     >>> from datetime import UTC, datetime
+    >>> from schemas.events import RewardEvent
     >>> t = datetime(2026, 1, 1, tzinfo=UTC)
     >>> join_key(OutcomeEvent(outcome_id="o1", session_id="s9", type="view", timestamp=t))
     's9'

@@ -27,11 +27,10 @@ from schemas import (
     DecisionEvent,
     DecisionPointConfig,
     JoinedExample,
+    JoinInput,
     OutcomeEvent,
     RewardEvent,
 )
-
-JoinInput = DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
 CONFIGS = [

@@ -17,7 +17,7 @@ from learnloop.eventlog import LogRecord, MemoryEventLog, Streams
 from learnloop.modelstore import MemoryModelStore
 from learnloop.policy import sample
 from learnloop.settings import Settings
-from schemas.config import DecisionPointSpec
+from schemas.config import DecisionPointUpdate
 from schemas.events import ActivationEvent, RewardEvent
 from tests.unit.test_api_harness import (
     DEFAULT_ACTIONS,
@@ -108,7 +108,7 @@ def test_same_event_id_returns_the_identical_answer_and_writes_once(harness: Har
 
 
 def test_same_event_id_at_another_decision_point_conflicts(harness: Harness) -> None:
-    spec = DecisionPointSpec(actions=[{"id": "a"}, {"id": "b"}])
+    spec = DecisionPointUpdate(actions=[{"id": "a"}, {"id": "b"}])
     harness.client.put("/v1/decision-points/other", json=spec.model_dump())
     harness.decide(event_id="shared-id")
 

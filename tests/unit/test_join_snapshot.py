@@ -8,8 +8,9 @@ import random
 
 import pytest
 
-from join_service.window import Join, JoinInput
+from join_service.window import Join
 from learnloop.errors import InvalidInput
+from schemas import JoinInput
 from tests.unit.test_join_window import (
     Points,
     activation,

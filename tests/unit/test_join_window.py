@@ -13,7 +13,7 @@ from itertools import permutations
 
 import pytest
 
-from join_service.window import Join, JoinInput
+from join_service.window import Join
 from learnloop.errors import InvalidInput
 from schemas import (
     Action,
@@ -22,6 +22,7 @@ from schemas import (
     DecisionEvent,
     DecisionPointConfig,
     JoinedExample,
+    JoinInput,
     OutcomeEvent,
     RewardEvent,
 )

@@ -14,9 +14,10 @@ from join_service.reward_rule import (
     ordered_outcomes,
     outcome_reward,
 )
-from schemas import Aggregation, DecisionPointSpec, OutcomeEvent, RewardEvent
+from schemas import Aggregation, DecisionPointConfig, OutcomeEvent, RewardEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+POINT = DecisionPointConfig(name="p")  # the default reward rule
 
 
 def counted(reward: float, second: float, seq: int) -> CountedOutcome:
@@ -86,15 +87,15 @@ def test_ordered_outcomes_by_time_then_arrival() -> None:
 
 
 @pytest.mark.parametrize(
-    ("spec", "outcomes", "rewards", "expected"),
+    ("config", "outcomes", "rewards", "expected"),
     [
-        (DecisionPointSpec(), [], [], (0.0, "default")),
-        (DecisionPointSpec(default_reward=-1.0), [], [], (-1.0, "default")),
-        (DecisionPointSpec(), WINDOW, [], (3.0, "outcome")),
-        (DecisionPointSpec(aggregation="sum"), WINDOW, [], (5.0, "outcome")),
-        (DecisionPointSpec(), WINDOW, [direct(0.5, 1, 7)], (0.5, "direct")),
-        (DecisionPointSpec(), [], [direct(2.0, 8, 1), direct(1.0, 5, 2)], (2.0, "direct")),
-        (DecisionPointSpec(), [], [direct(2.0, 5, 1), direct(1.0, 5, 2)], (1.0, "direct")),
+        (POINT, [], [], (0.0, "default")),
+        (DecisionPointConfig(name="p", default_reward=-1.0), [], [], (-1.0, "default")),
+        (POINT, WINDOW, [], (3.0, "outcome")),
+        (DecisionPointConfig(name="p", aggregation="sum"), WINDOW, [], (5.0, "outcome")),
+        (POINT, WINDOW, [direct(0.5, 1, 7)], (0.5, "direct")),
+        (POINT, [], [direct(2.0, 8, 1), direct(1.0, 5, 2)], (2.0, "direct")),
+        (POINT, [], [direct(2.0, 5, 1), direct(1.0, 5, 2)], (1.0, "direct")),
     ],
     ids=[
         "default-zero", "default-configured", "outcome-max", "outcome-sum",
@@ -103,9 +104,9 @@ def test_ordered_outcomes_by_time_then_arrival() -> None:
     ],
 )  # fmt: skip
 def test_close_reward(
-    spec: DecisionPointSpec,
+    config: DecisionPointConfig,
     outcomes: list[CountedOutcome],
     rewards: list[DirectReward],
     expected: tuple[float, str],
 ) -> None:
-    assert close_reward(spec, outcomes, rewards) == expected
+    assert close_reward(config, outcomes, rewards) == expected

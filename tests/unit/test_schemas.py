@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from types import ModuleType
+from typing import get_args
 
 import pytest
-from pydantic import ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 
-from schemas import DecisionEvent, DecisionPointSpec, DecisionRequest, OutcomeRequest
-from schemas.export import JSON_DIR, rendered
+from app.routes import decision_points, decisions, health, models, outcomes
+from schemas import (
+    DecisionEvent,
+    DecisionPointConfig,
+    DecisionPointUpdate,
+    DecisionRequest,
+    OutcomeRequest,
+)
+from schemas.export import JSON_DIR, MODELS, rendered
 
 
 def test_committed_json_schemas_are_current() -> None:
@@ -77,6 +87,46 @@ def test_outcome_needs_event_or_session() -> None:
     ("args", "fragment"),
     [("--cb_adf", "must contain --cb_explore_adf"), ("--cb_explore_adf -d x.txt", "-d")],
 )
-def test_decision_point_vw_args_checked(args: str, fragment: str) -> None:
+@pytest.mark.parametrize("model", [DecisionPointConfig, DecisionPointUpdate])
+def test_decision_point_vw_args_checked(
+    model: type[DecisionPointConfig | DecisionPointUpdate], args: str, fragment: str
+) -> None:
     with pytest.raises(ValidationError, match=fragment):
-        DecisionPointSpec(vw_args=args)
+        model.model_validate({"name": "p", "vw_args": args} if model is DecisionPointConfig
+                             else {"vw_args": args})  # fmt: skip
+
+
+def test_a_put_body_named_by_its_path_is_the_config() -> None:
+    update = DecisionPointUpdate(actions=[{"id": "a"}], window_seconds=5)
+    config = update.named("checkout")
+    assert config == DecisionPointConfig(name="checkout", actions=[{"id": "a"}], window_seconds=5)
+    assert set(DecisionPointConfig.model_fields) - set(DecisionPointUpdate.model_fields) == {"name"}
+
+
+def _models_in(annotation: object) -> list[type[BaseModel]]:
+    """The pydantic models anywhere in a type (``list[X]``, unions, ``Annotated``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _route_models(module: ModuleType) -> list[tuple[str, type[BaseModel]]]:
+    """Every pydantic model a router's routes take as body or answer with."""
+    found = []
+    for route in module.router.routes:
+        assert isinstance(route, APIRoute)
+        types = [route.response_model] + [r.get("model") for r in route.responses.values()]
+        if route.body_field is not None:
+            types.append(route.body_field.field_info.annotation)
+        where = f"{sorted(route.methods)} {route.path}"
+        found += [(where, model) for t in types for model in _models_in(t)]
+    return found
+
+
+@pytest.mark.parametrize("module", [decisions, outcomes, models, health, decision_points])
+def test_route_bodies_are_exported_contracts(module: ModuleType) -> None:
+    """A body defined next to its route would have no JSON Schema in schemas/json."""
+    found = _route_models(module)
+    assert found, f"{module.__name__} declares no bodies: is the scan broken?"
+    missing = [f"{where}: {m.__module__}.{m.__qualname__}" for where, m in found if m not in MODELS]
+    assert not missing, f"define these in schemas/ and list them in schemas/export.py: {missing}"

@@ -1,10 +1,11 @@
-"""Decision-point settings as the join reads them, and the time horizons they imply.
+"""The join's time horizons, and the decision-point configurations it reads them from.
 
-The join looks settings up by decision-point name (an unknown name gets the
-defaults). From the longest window and the longest skew tolerance seen it
-derives how long early follow-ups are held, how long closed decisions and
-follow-up ids are remembered. Those horizons only grow, so the deadlines the
-join computes from them never decrease and plain deques keep them in order.
+The join looks a configuration up by decision-point name (an unknown name is
+joined with the defaults). From the longest window and the longest skew
+tolerance seen it derives how long early follow-ups are held, how long closed
+decisions and follow-up ids are remembered. Those horizons only grow, so the
+deadlines the join computes from them never decrease and plain deques keep them
+in order.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
-from schemas import DecisionPointConfig, DecisionPointSpec
+from schemas import DecisionPointConfig
 
 ConfigSource = Mapping[str, DecisionPointConfig] | Callable[[str], DecisionPointConfig | None]
-"""Decision-point settings by name: a mapping, or a function returning ``None`` if unknown."""
+"""Decision-point configurations by name: a mapping, or a function returning ``None`` if unknown."""
 
-DEFAULT_SPEC = DecisionPointSpec()
+DEFAULT_CONFIG = DecisionPointConfig(name="default")
+"""What a decision point the join does not know is joined with (only its name is made up)."""
 
 
-class DecisionPointSettings:
-    """Settings by decision-point name, plus the join's hold and memory horizons.
+class JoinHorizons:
+    """Configurations by decision-point name, plus the join's hold and memory horizons.
 
     Parameters
     ----------
@@ -32,10 +34,11 @@ class DecisionPointSettings:
         ``(window_seconds, skew_tolerance_seconds)`` to start from (a restored
         join's); by default the longest among ``configs`` (or the defaults).
 
-    >>> settings = DecisionPointSettings({})
-    >>> settings.spec("anything").window_seconds, settings.hold_for.total_seconds()
+    >>> horizons = JoinHorizons({})
+    >>> horizons.config("anything").window_seconds, horizons.hold_for.total_seconds()
     (20.0, 2.0)
-    >>> settings.cover(DecisionPointSpec(window_seconds=60)); settings.id_memory.total_seconds()
+    >>> horizons.cover(DecisionPointConfig(name="p", window_seconds=60))
+    >>> horizons.id_memory.total_seconds()
     122.0
     """
 
@@ -51,17 +54,17 @@ class DecisionPointSettings:
         self._durations: dict[float, timedelta] = {}
         if longest is None:
             known = list(configs.values()) if isinstance(configs, Mapping) else []
-            specs: list[DecisionPointSpec] = [*known] or [DEFAULT_SPEC]
+            all_configs = known or [DEFAULT_CONFIG]
             longest = (
-                max(s.window_seconds for s in specs),
-                max(s.skew_tolerance_seconds for s in specs),
+                max(c.window_seconds for c in all_configs),
+                max(c.skew_tolerance_seconds for c in all_configs),
             )
         self._set(*longest)
 
-    def spec(self, decision_point: str) -> DecisionPointSpec:
-        """The settings of a decision point, or the defaults when it is unknown."""
+    def config(self, decision_point: str) -> DecisionPointConfig:
+        """The configuration of a decision point, or the defaults when it is unknown."""
         config = self._lookup(decision_point)
-        return DEFAULT_SPEC if config is None else config
+        return DEFAULT_CONFIG if config is None else config
 
     def duration(self, seconds: float) -> timedelta:
         """``timedelta(seconds=...)``, cached: the join needs the same few on every event."""
@@ -70,14 +73,14 @@ class DecisionPointSettings:
             duration = self._durations[seconds] = timedelta(seconds=seconds)
         return duration
 
-    def cover(self, spec: DecisionPointSpec) -> None:
+    def cover(self, config: DecisionPointConfig) -> None:
         """Grow the horizons so that they cover a decision point's window and tolerance."""
-        if spec.window_seconds > self.longest_window or (
-            spec.skew_tolerance_seconds > self.longest_skew
+        if config.window_seconds > self.longest_window or (
+            config.skew_tolerance_seconds > self.longest_skew
         ):
             self._set(
-                max(spec.window_seconds, self.longest_window),
-                max(spec.skew_tolerance_seconds, self.longest_skew),
+                max(config.window_seconds, self.longest_window),
+                max(config.skew_tolerance_seconds, self.longest_skew),
             )
 
     def _set(self, window_seconds: float, skew_seconds: float) -> None:
