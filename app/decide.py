@@ -1,37 +1,39 @@
 """Deciding: candidates, persona, arm, prediction, sampling, and the logged decision.
 
 No HTTP here: :class:`Decider` takes a :class:`~schemas.api.DecisionRequest` and
-returns a :class:`~schemas.api.DecisionResponse`, raising
-:mod:`learnloop.errors` for bad input. The response is always rebuilt from the
-logged :class:`~schemas.events.DecisionEvent`, so a replayed ``event_id``
-answers exactly what was logged (and what was answered the first time).
+returns the :class:`~app.decision_record.DecisionRecord` it logged, raising
+:mod:`learnloop.errors` for bad input. The answer is always made from the logged
+decision (a replay parses the stored :class:`~schemas.events.DecisionEvent`), so
+a replayed ``event_id`` answers exactly what was logged (and what was answered
+the first time). The hot path builds no pydantic model: see
+:mod:`app.decision_record` for why and how the bytes stay the contract's.
 """
 
 from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from opentelemetry.context import Context as TraceContext
 
+from app.decision_record import DecisionRecord
+from app.event_ids import new_event_id
 from app.event_time import event_time
-from app.event_writer import EventWriter, record
+from app.event_writer import EventWriter
 from app.metrics import ServiceMetrics
 from app.personas import PersonaResolver
-from app.pseudonyms import pseudonymous_context
+from app.pseudonyms import Pseudonyms
 from app.serving import ModelRegistry
 from learnloop.clock import Clock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.errors import Conflict, InvalidInput, NotFound
-from learnloop.eventlog.base import Streams
+from learnloop.eventlog.base import Append, Streams
 from learnloop.policy import draw, seed_for
 from learnloop.telemetry import Spans, current_traceparent
-from schemas.api import DecisionRequest, DecisionResponse, RankedAction
+from schemas.api import DecisionRequest
 from schemas.config import DecisionPointConfig
-from schemas.dsjson import ranking_order
 from schemas.events import Arm, DecisionEvent
 from schemas.features import Action
 
@@ -89,22 +91,6 @@ def candidate_actions(config: DecisionPointConfig, request: DecisionRequest) -> 
     return candidates
 
 
-def response_for(event: DecisionEvent) -> DecisionResponse:
-    """The answer to a decision, rebuilt from its logged event."""
-    order = ranking_order(event.probabilities, event.chosen_index)
-    return DecisionResponse(
-        event_id=event.event_id,
-        action_id=event.chosen_action,
-        probability=event.chosen_probability,
-        ranking=[
-            RankedAction(id=event.actions[i].id, probability=event.probabilities[i]) for i in order
-        ],
-        model_version=event.model_version,
-        persona=event.persona,
-        arm=event.arm,
-    )
-
-
 class Decider:
     """Makes decisions and logs them durably before answering."""
 
@@ -128,41 +114,59 @@ class Decider:
         self.clock = clock
         self.spans = spans
         self.metrics = metrics
-        self.pseudonym_key = pseudonym_key
+        self.pseudonyms = Pseudonyms(pseudonym_key)
         self.max_future_seconds = max_future_seconds
 
     async def decide(
         self, request: DecisionRequest, parent: TraceContext | None = None
-    ) -> DecisionResponse:
+    ) -> DecisionRecord:
         """Decide for one context; idempotent per ``event_id``.
 
         Order: replay check, validation, prediction, durable append, answer. If two
         requests with the same new ``event_id`` race, the append's unique key keeps
-        the first and both answer with it.
+        the first and both answer with it. The result is what was logged; send
+        :meth:`~app.decision_record.DecisionRecord.response_json` (or
+        :meth:`~app.decision_record.DecisionRecord.response`) as the answer.
         """
-        started = time.perf_counter()
-        event_id = request.event_id or uuid.uuid4().hex
+        if self.spans.tracer is None and not parent:
+            # Tracing off and no caller trace: no span, no context to attach, no
+            # traceparent to log. The common case, worth ~10 µs per decision.
+            return await self._decide(request, request.event_id or new_event_id(), None)
+        event_id = request.event_id or new_event_id()
         attributes = {
             "learnloop.decision_point": request.decision_point,
             "learnloop.event_id": event_id,
         }
         with self.spans.span("decide", parent, attributes):
-            if request.event_id is not None:
-                stored = await self.writer.find(Streams.DECISIONS, request.event_id)
-                if stored is not None:
-                    return self._replay(request, DecisionEvent.model_validate_json(stored.value))
-            event = await self._new_event(request, event_id)
-            [result] = await self.writer.append(
-                [record(Streams.DECISIONS, event.event_id, event.event_id, event)]
-            )
-            if result.existed:
-                return self._replay(request, DecisionEvent.model_validate_json(result.value))
-        self.metrics.decided(
-            event.decision_point, event.arm, event.persona, time.perf_counter() - started
-        )
-        return response_for(event)
+            return await self._decide(request, event_id, current_traceparent())
 
-    async def _new_event(self, request: DecisionRequest, event_id: str) -> DecisionEvent:
+    async def _decide(
+        self, request: DecisionRequest, event_id: str, traceparent: str | None
+    ) -> DecisionRecord:
+        started = time.perf_counter()
+        if request.event_id is not None:
+            stored = await self.writer.find(Streams.DECISIONS, request.event_id)
+            if stored is not None:
+                return self._replay(request, stored.value)
+        decided = await self._new_record(request, event_id, traceparent)
+        result = await self.writer.append_one(
+            Append(
+                stream=Streams.DECISIONS,
+                value=decided.event_json(),
+                key=event_id,
+                unique_key=event_id,
+            )
+        )
+        if result.existed:
+            return self._replay(request, result.value)
+        self.metrics.decided(
+            decided.decision_point, decided.arm, decided.persona, time.perf_counter() - started
+        )
+        return decided
+
+    async def _new_record(
+        self, request: DecisionRequest, event_id: str, traceparent: str | None
+    ) -> DecisionRecord:
         config = await self.decision_points.get(request.decision_point)
         if config is None:
             raise NotFound(
@@ -171,21 +175,24 @@ class Decider:
             )
         timestamp = event_time(request.timestamp, self.clock.now(), self.max_future_seconds)
         actions = candidate_actions(config, request)
-        persona = self.personas.persona(request.context)
+        context = request.context
+        persona = self.personas.persona(context)
         # Read the served model once; no await between here and predict, so a swap
         # cannot interleave (and VW only runs on this, the event-loop, thread).
         served = self.registry.get(config.name) or self.registry.serve_untrained(config)
         if config.baseline_share >= 1.0:
             model_pmf = [1.0 / len(actions)] * len(actions)
         else:
-            model_pmf = served.policy.predict(request.context, persona, actions)
+            model_pmf = served.policy.predict(context, persona, actions)
         choice = choose(model_pmf, config.baseline_share, event_id)
-        return DecisionEvent(
+        return DecisionRecord(
             event_id=event_id,
             timestamp=timestamp,
-            traceparent=current_traceparent(),
+            traceparent=traceparent,
             decision_point=config.name,
-            context=pseudonymous_context(request.context, self.pseudonym_key),
+            user_id=None if context.user_id is None else self.pseudonyms.of(context.user_id),
+            session_id=context.session_id,
+            features=context.features,
             persona=persona,
             actions=actions,
             chosen_index=choice.index,
@@ -196,10 +203,11 @@ class Decider:
         )
 
     @staticmethod
-    def _replay(request: DecisionRequest, stored: DecisionEvent) -> DecisionResponse:
+    def _replay(request: DecisionRequest, logged: bytes) -> DecisionRecord:
+        stored = DecisionEvent.model_validate_json(logged)
         if stored.decision_point != request.decision_point:
             raise Conflict(
                 f"event_id {stored.event_id!r} was already used for a decision at "
                 f"{stored.decision_point!r}: send a fresh event_id for a new decision"
             )
-        return response_for(stored)
+        return DecisionRecord.from_event(stored)
