@@ -4,10 +4,6 @@
 The public methods check and normalise; subclasses implement ``_predict`` /
 ``_learn`` only. A VW policy is not thread-safe: one owner thread per instance.
 
->>> from schemas import Action, Context
->>> policy = UniformPolicy()
->>> policy.predict(Context(), "visitor", [Action(id="a"), Action(id="b")])
-[0.5, 0.5]
 >>> sample([0.2, 0.8], "event-1") == sample([0.2, 0.8], "event-1")
 True
 """
@@ -61,13 +57,6 @@ class Policy(ABC):
     def _learn(self, decision: DecisionEvent, reward: float) -> None:
         """Fixed policies learn nothing; learners override this."""
         return None
-
-
-class UniformPolicy(Policy):
-    """Every action equally likely: the baseline arm and the reference for 'random'."""
-
-    def _predict(self, context: Context, persona: str, actions: Sequence[Action]) -> list[float]:
-        return [1.0] * len(actions)
 
 
 class VWPolicy(Policy):

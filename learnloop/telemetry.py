@@ -1,8 +1,8 @@
 """Tracing set-up and W3C trace-context helpers shared by every service.
 
 No global tracer provider is installed: :func:`setup_tracing` returns a provider
-(or ``None`` when tracing is off) and callers pass the tracer from
-:func:`tracer_for` around, so a process (or a test session) may build many apps.
+(or ``None`` when tracing is off) and callers pass it to :class:`Spans`, so a
+process (or a test session) may build many apps.
 
 With tracing off the no-op tracer still carries an incoming parent span context,
 so an event logged under a client's ``traceparent`` header keeps that trace id.
@@ -59,13 +59,6 @@ def setup_tracing(settings: Settings, service_name: str = "learnloop") -> Tracer
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
-
-
-def tracer_for(provider: TracerProvider | None) -> trace.Tracer:
-    """The learnloop tracer of ``provider``; a no-op tracer when tracing is off."""
-    if provider is None:
-        return trace.NoOpTracer()
-    return provider.get_tracer(TRACER_NAME, __version__)
 
 
 class Spans:

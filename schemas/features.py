@@ -8,7 +8,7 @@ nothing unlearnable reaches the log.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
@@ -63,8 +63,3 @@ ActionList = Annotated[
     Field(min_length=1, max_length=MAX_ACTIONS),
     AfterValidator(check_unique_actions),
 ]
-
-
-def as_plain(features: dict[str, Any]) -> dict[str, Any]:
-    """Return a shallow copy safe to mutate (features are nested one level at most)."""
-    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in features.items()}

@@ -20,13 +20,7 @@ from app.metrics import ServiceMetrics
 from app.serving import ModelRegistry
 from learnloop.clock import Clock
 from learnloop.decision_points import DecisionPointStore
-from learnloop.settings import Settings
 from learnloop.telemetry import extract_parent
-
-
-async def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
 
 
 async def _clock(request: Request) -> Clock:
@@ -64,7 +58,6 @@ async def _trace_parent(request: Request) -> TraceContext:
     return extract_parent(request.headers)
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
 ClockDep = Annotated[Clock, Depends(_clock)]
 DeciderDep = Annotated[Decider, Depends(_decider)]
 FeedbackDep = Annotated[FeedbackRecorder, Depends(_feedback)]
