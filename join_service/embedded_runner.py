@@ -19,6 +19,7 @@ from learnloop.clock import Clock, SystemClock
 from learnloop.decision_points import DecisionPointCache, DecisionPointStore
 from learnloop.errors import InvalidInput
 from learnloop.eventlog.base import Append, EventLog, LogRecord, Streams
+from learnloop.settings import DEFAULTS
 from learnloop.streams import decode_join_input
 from schemas import JoinedExample
 
@@ -54,7 +55,7 @@ class EmbeddedJoinRunner:
         metrics: JoinMetrics | None = None,
         poll_seconds: float = 0.02,
         batch_size: int = 2000,
-        checkpoint_seconds: float = 1.0,
+        checkpoint_seconds: float = DEFAULTS.join_checkpoint_seconds,
         config_refresh_seconds: float = 1.0,
     ) -> None:
         self.events = events

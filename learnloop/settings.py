@@ -127,3 +127,9 @@ class Settings(BaseSettings):
                 "logged user pseudonyms could be reversed by guessing user ids)"
             )
         return self
+
+
+DEFAULTS = Settings.model_construct()
+"""The settings as shipped, without reading the environment: where the constructors of
+the runners and cores take their defaults for what a setting also configures
+(release cadence, checkpoint interval), so each default is written once, above."""

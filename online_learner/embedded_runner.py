@@ -10,6 +10,7 @@ from learnloop.clock import Clock, SystemClock
 from learnloop.decision_points import DecisionPointCache, DecisionPointStore
 from learnloop.eventlog.base import EventLog, LogRecord, Streams
 from learnloop.modelstore.base import ModelStore
+from learnloop.settings import DEFAULTS
 from online_learner.learner import OnlineLearner
 from online_learner.metrics import LearnerMetrics
 from online_learner.releases import publish_due, resume
@@ -34,8 +35,8 @@ class EmbeddedLearnerRunner:
         *,
         clock: Clock | None = None,
         metrics: LearnerMetrics | None = None,
-        release_every_examples: int = 200,
-        release_every_seconds: float = 1.0,
+        release_every_examples: int = DEFAULTS.release_every_examples,
+        release_every_seconds: float = DEFAULTS.release_every_seconds,
         poll_seconds: float = 0.02,
         batch_size: int = 500,
         config_refresh_seconds: float = 1.0,

@@ -27,6 +27,7 @@ from typing import get_args
 from learnloop import featurizer
 from learnloop.errors import InvalidInput, NotFound
 from learnloop.policy import VWPolicy
+from learnloop.settings import DEFAULTS
 from schemas.config import DecisionPointConfig
 from schemas.events import CloseReason, JoinedExample, ModelRelease
 
@@ -104,8 +105,8 @@ class OnlineLearner:
     def __init__(
         self,
         configs: ConfigSource,
-        release_every_examples: int = 200,
-        release_every_seconds: float = 1.0,
+        release_every_examples: int = DEFAULTS.release_every_examples,
+        release_every_seconds: float = DEFAULTS.release_every_seconds,
         dedupe_window: int = 100_000,
         recent_weight: float = 0.01,
         timer: Callable[[], float] = time.perf_counter,
