@@ -110,6 +110,10 @@ def serve(
         from runtime.embedded import prepare_data_dir
 
         _run(prepare_data_dir(settings), settings.log_level)
+    else:
+        from runtime.distributed import prepare_backends
+
+        _run(prepare_backends(settings), settings.log_level)
     try:
         listener = bind_listener(settings.host, settings.port)
     except LearnloopError as exc:

@@ -101,6 +101,24 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
     return DistributedApi(settings, app, events, decision_points, models, redis)
 
 
+async def prepare_backends(settings: Settings) -> None:
+    """Before any API replica of ``learnloop serve --backend kafka`` starts: reach Kafka
+    (creating missing topics) and Redis, and seed the decision points, so an unreachable
+    backend stops the service once with its message instead of crash-looping workers."""
+    await ensure_kafka_topics(settings)
+    redis = await connect_redis(
+        settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections
+    )
+    try:
+        added = await RedisDecisionPointStore(redis, settings.redis_prefix).seed(
+            load_config_file(settings.config)
+        )
+        if added:
+            log.info("installed decision points %s", ", ".join(added))
+    finally:
+        await redis.aclose()
+
+
 @contextlib.asynccontextmanager
 async def running_api(settings: Settings, clock: Clock | None = None) -> AsyncIterator[FastAPI]:
     """An opened API with its lifespan running (models loaded, watcher on); for tests,

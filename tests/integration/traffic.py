@@ -19,6 +19,10 @@ class Traffic:
     acked_decisions: dict[str, str] = field(default_factory=dict)  # event id -> action
     acked_outcomes: dict[str, str] = field(default_factory=dict)  # outcome id -> event id
     sent: int = 0
+    # Resend a request that failed on its way (a killed worker's connection), as a
+    # client with an idempotency key would: the same event_id / outcome_id again.
+    retries: int = 0
+    resent: int = 0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -34,8 +38,7 @@ class Traffic:
             "timestamp": self.time(n).isoformat(),
             "context": {"session_id": f"s{n % 50}", "features": {"page": f"p{n % 3}"}},
         }
-        response = await client.post("/v1/decisions", json=body)
-        response.raise_for_status()
+        response = await self._post(client, "/v1/decisions", body)
         self.acked_decisions[event_id] = response.json()["action_id"]
 
     async def outcome(self, client: httpx.AsyncClient, n: int) -> None:
@@ -47,9 +50,22 @@ class Traffic:
             "type": "basket_add",
             "timestamp": (self.time(n) + timedelta(seconds=2)).isoformat(),
         }
-        response = await client.post("/v1/outcomes", json=body)
-        response.raise_for_status()
+        await self._post(client, "/v1/outcomes", body)
         self.acked_outcomes[outcome_id] = f"d{n}"
+
+    async def _post(self, client: httpx.AsyncClient, path: str, body: dict) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            try:
+                response = await client.post(path, json=body)
+                if response.status_code < 500 or attempt == self.retries:
+                    response.raise_for_status()
+                    return response
+            except httpx.TransportError:
+                if attempt == self.retries:
+                    raise
+            self.resent += 1
+            await asyncio.sleep(0.05)
+        raise AssertionError("unreachable")
 
     async def run(self, first: int, last: int, concurrency: int = 8) -> None:
         """Decisions first..last-1 in chunks; outcomes for every third decision of the
