@@ -1,21 +1,26 @@
-"""Benchmark the decision path, from a raw VW prediction to HTTP under load.
+"""Benchmark the decision path, from a raw VW prediction to HTTP under load, side by side.
 
-Run ``python bench/decide.py`` (``--help`` for options). One run measures:
+Run ``python bench/decide.py`` (``--help`` for options; about two minutes). One run measures:
 
 a. raw VW predict: ``VWPolicy.predict_lines`` on prebuilt lines of the default
    decision point (4 actions) — the floor;
-b. the in-process decide path (``app.decide.Decider``: candidates, persona,
-   featurize, predict, sample, build the DecisionEvent, durable append to a real
-   ``SqliteEventLog`` in a temp dir), with one caller and with 64 concurrent
-   callers whose appends share fsyncs (group commit);
-c. HTTP decisions/s with p50/p99 under a concurrent httpx load generator against
-   a real server in a subprocess on a free loopback port, stepping concurrency
-   1, 2, 4, … to find the highest rate whose p99 stays under 10 ms. ``embedded``
-   is ``learnloop serve`` (API + join + online learner in one process); ``api``
-   is the decision service alone over the same SQLite stores.
+b. the in-process decide path (``app.decide.Decider.decide``: candidates, persona,
+   featurize, predict, sample, encode the logged event, durable append), over a
+   memory log and over a real ``SqliteEventLog`` in a temp dir, 64 concurrent
+   callers (their appends share transactions and fsyncs). Cost per decision is
+   given as wall time and as process CPU time (the SQLite writer thread included),
+   each as a multiple of (a);
+c. HTTP with ``wrk -t1 -cN`` (N requests in flight) posting a 9-feature context:
+   a bare FastAPI echo endpoint on the same uvicorn/uvloop/httptools stack (the
+   ceiling, and the proof that the load generator is not the bottleneck: wrk's
+   own CPU share is printed for every row), then ``learnloop serve --workers 1``
+   and ``--workers 2`` (API workers plus the loop process joining and learning
+   from that same load). Without ``wrk`` (and no way to install it) the Python
+   load generator of ``bench/http_load.py`` is used, and the report says so.
 
-Results print as markdown tables (for docs/benchmarks.md). Numbers depend on the
-machine and on what else runs on it: the table header says how many CPUs.
+The fsync latency of the disk is probed before the HTTP runs: each decision
+waits for one, so on a busy disk it bounds the tail. Results print as markdown
+(for docs/benchmarks.md); numbers depend on the machine and what else runs on it.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import asyncio
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,13 +38,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from http_load import load  # bench/http_load.py (this script's folder is on sys.path)
+from http_load import load  # bench/ is on sys.path when this script runs
+from wrk_load import WrkResult, find_wrk, run_wrk
 
 from app.main import create_app
 from learnloop import featurizer
 from learnloop.decision_points import MemoryDecisionPointStore, load_config_file
 from learnloop.eventlog import MemoryEventLog
 from learnloop.eventlog.base import EventSink
+from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.modelstore import MemoryModelStore
 from learnloop.policy import VWPolicy
 from learnloop.settings import Settings
@@ -47,81 +55,70 @@ from schemas.api import DecisionRequest
 from schemas.features import Context
 
 DP = "home_products"
-P99_BUDGET_MS = 10.0
-
-
-@dataclass(frozen=True)
-class Row:
-    """One measured configuration."""
-
-    name: str
-    per_op_us: float  # amortized wall time per operation
-    p50_us: float
-    p99_us: float
-    ops_per_s: float
-    note: str = ""
-
-
-def _pct(sorted_values: list[float], q: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[index]
+ROOT = Path(__file__).resolve().parents[1]
+P99_TARGET_MS = 5.0
+ECHO_SHARE_TARGET = 0.35
+RATIO_TARGET = 3.0
 
 
 def _context(i: int) -> Context:
+    """A 9-feature context; a third of the shoppers anonymous, 500 known users."""
     pages = ("home", "category", "product", "cart")
     return Context(
         user_id=f"user-{i % 500}" if i % 3 else None,
         session_id=f"session-{i % 2000}",
-        features={"page": pages[i % 4], "hour": i % 24, "device": "mobile" if i % 2 else "desktop"},
+        features={
+            "page": pages[i % 4],
+            "hour": i % 24,
+            "device": "mobile" if i % 2 else "desktop",
+            "country": ("de", "fr", "it")[i % 3],
+            "campaign": f"c{i % 5}",
+            "returning": bool(i % 2),
+            "basket_items": i % 7,
+            "price_band": ("low", "mid", "high")[i % 3],
+            "weekday": i % 7,
+        },
     )
 
 
-# --- (a) raw VW predict ------------------------------------------------------------
+def _requests(n: int = 997) -> list[DecisionRequest]:
+    return [DecisionRequest(decision_point=DP, context=_context(i)) for i in range(n)]
 
 
-def bench_raw_predict(n: int, repeats: int) -> Row:
-    """``predict_lines`` on one prebuilt example; best mean of ``repeats`` runs."""
+# --- (a) and (b): in process ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Per-operation cost of an in-process measurement, best of several runs."""
+
+    name: str
+    wall_us: float
+    cpu_us: float
+    note: str = ""
+
+
+def bench_raw_predict(n: int, repeats: int) -> Cost:
+    """``predict_lines`` on one prebuilt example."""
     config = load_config_file(None)[0]
     policy = VWPolicy(config.vw_args)
     lines = featurizer.example(_context(1), "unclassified", config.actions)
     for _ in range(500):
         policy.predict_lines(lines)
-    best_mean = float("inf")
-    samples: list[float] = []
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        run: list[float] = []
+        w0, c0 = time.perf_counter(), time.process_time()
         for _ in range(n):
-            started = time.perf_counter()
             policy.predict_lines(lines)
-            run.append(time.perf_counter() - started)
-        mean = sum(run) / n
-        if mean < best_mean:
-            best_mean, samples = mean, sorted(run)
+        wall = min(wall, (time.perf_counter() - w0) / n)
+        cpu = min(cpu, (time.process_time() - c0) / n)
     policy.close()
-    return Row(
-        "raw VW predict (4 actions)",
-        best_mean * 1e6,
-        _pct(samples, 0.5) * 1e6,
-        _pct(samples, 0.99) * 1e6,
-        1 / best_mean,
-    )
+    return Cost("raw VW predict (4 actions, prebuilt lines)", wall * 1e6, cpu * 1e6)
 
 
-# --- (b) in-process decide ------------------------------------------------------------
-
-
-def _open_sqlite_log(directory: Path) -> EventSink | None:
-    try:
-        from learnloop.eventlog.sqlite import SqliteEventLog
-    except ImportError:
-        return None
-    return SqliteEventLog(directory)
-
-
-async def _decide_rows(
-    events: EventSink, label: str, n_single: int, callers: int, per_caller: int
-) -> list[Row]:
-    """Single-caller latency and amortized cost with ``callers`` concurrent callers."""
+async def _decide_cost(
+    events: EventSink, label: str, callers: int, per_caller: int, repeats: int
+) -> Cost:
     app = create_app(
         Settings(),
         events=events,
@@ -130,277 +127,260 @@ async def _decide_rows(
     )
     await app.state.registry.load_all()
     decider = app.state.decider
-    requests = [DecisionRequest(decision_point=DP, context=_context(i)) for i in range(997)]
-    for i in range(200):
+    requests = _requests()
+    for i in range(300):
         await decider.decide(requests[i % len(requests)])
-
-    latencies: list[float] = []
-    started = time.perf_counter()
-    for i in range(n_single):
-        t0 = time.perf_counter()
-        await decider.decide(requests[i % len(requests)])
-        latencies.append(time.perf_counter() - t0)
-    single_wall = time.perf_counter() - started
-    latencies.sort()
-    single = Row(
-        f"decide, 1 caller, {label}",
-        single_wall / n_single * 1e6,
-        _pct(latencies, 0.5) * 1e6,
-        _pct(latencies, 0.99) * 1e6,
-        n_single / single_wall,
-    )
-
-    concurrent: list[float] = []
-    counter = getattr(events, "transactions", None)  # only the SQLite log counts fsyncs
-    transactions_before = counter
 
     async def caller(k: int) -> None:
         for i in range(per_caller):
-            t0 = time.perf_counter()
             await decider.decide(requests[(k * per_caller + i) % len(requests)])
-            concurrent.append(time.perf_counter() - t0)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(caller(k) for k in range(callers)))
-    wall = time.perf_counter() - started
     total = callers * per_caller
-    concurrent.sort()
+    transactions = getattr(events, "transactions", None)
+    wall = cpu = float("inf")
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(caller(k) for k in range(callers)))
+        wall = min(wall, (time.perf_counter() - w0) / total)
+        cpu = min(cpu, (time.process_time() - c0) / total)
     note = ""
-    if transactions_before is not None:
-        commits = events.transactions - transactions_before  # type: ignore[attr-defined]
-        note = f"{total / max(1, commits):.0f} decisions per fsync"
-    many = Row(
-        f"decide, {callers} callers, {label}",
-        wall / total * 1e6,
-        _pct(concurrent, 0.5) * 1e6,
-        _pct(concurrent, 0.99) * 1e6,
-        total / wall,
-        note,
-    )
-    return [single, many]
+    if transactions is not None:
+        commits = events.transactions - transactions  # type: ignore[attr-defined]
+        note = f"{total * repeats / max(1, commits):.0f} decisions per transaction"
+    return Cost(f"decide, {callers} callers, {label}", wall * 1e6, cpu * 1e6, note)
 
 
-async def bench_in_process(n_single: int, callers: int, per_caller: int) -> list[Row]:
-    rows = await _decide_rows(
-        MemoryEventLog(), "memory log (CPU only)", n_single, callers, per_caller
-    )
+async def bench_in_process(callers: int, per_caller: int, repeats: int) -> list[Cost]:
+    rows = [await _decide_cost(MemoryEventLog(), "memory log", callers, per_caller, repeats)]
     with tempfile.TemporaryDirectory(prefix="learnloop-bench-") as tmp:
-        log = _open_sqlite_log(Path(tmp))
-        if log is None:
-            print(
-                "learnloop/eventlog/sqlite.py not found: skipping the SQLite rows", file=sys.stderr
-            )
-            return rows
+        log = SqliteEventLog(Path(tmp))
         try:
-            rows += await _decide_rows(log, "SQLite log (fsync)", n_single, callers, per_caller)
+            rows.append(await _decide_cost(log, "SQLite log (fsync)", callers, per_caller, repeats))
         finally:
             await log.close()
     return rows
 
 
-# --- (c) HTTP ------------------------------------------------------------------------
+def fsync_probe(directory: Path, n: int = 100) -> tuple[float, float]:
+    """p50 and p99 (ms) of ``fsync`` after a 4 KiB write: the floor of a durable append."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    samples = []
+    try:
+        for _ in range(n):
+            os.write(fd, b"x" * 4096)
+            started = time.perf_counter()
+            os.fsync(fd)
+            samples.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+        path.unlink()
+    samples.sort()
+    return samples[n // 2] * 1e3, samples[min(n - 1, round(n * 0.99))] * 1e3
 
 
-def serve_api_only(port: int, data_dir: Path) -> None:
-    """The decision service alone over the SQLite log and a local model store (no join,
-    no learner): ``python bench/decide.py --serve-api-only PORT DIR``."""
-    import uvicorn
-
-    from learnloop.eventlog.sqlite import SqliteEventLog
-    from learnloop.modelstore.local import LocalModelStore
-
-    sys.setswitchinterval(0.001)  # as learnloop serve: the log's writer thread gets the GIL soon
-    settings = Settings(port=port, data_dir=data_dir)
-    events = SqliteEventLog(data_dir / "log")
-    app = create_app(
-        settings,
-        events=events,
-        models=LocalModelStore(data_dir / "models"),
-        decision_points=MemoryDecisionPointStore(load_config_file(None)),
-    )
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+# --- (c) HTTP ----------------------------------------------------------------------------
 
 
-def _start_server(kind: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+@dataclass(frozen=True)
+class HttpRow:
+    server: str
+    in_flight: int
+    result: WrkResult
+
+
+def _start(server: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``echo`` or ``wN`` (``learnloop serve --workers N``), ready to answer."""
     port = free_port()
-    if kind == "embedded":
-        command = [
-            sys.executable,
-            "-m",
-            "runtime.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-        ]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if server == "echo":
+        command = [sys.executable, str(ROOT / "bench" / "echo_server.py"), str(port)]
     else:
+        workers = server.removeprefix("w")
+        env["LEARNLOOP_WORKERS"] = workers
         command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--serve-api-only",
-            str(port),
-            str(data_dir),
+            *(sys.executable, "-m", "runtime.cli", "serve", "--port", str(port)),
+            *("--data-dir", str(data_dir), "--workers", workers),
         ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    log = (data_dir.parent / f"{server}.log").open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{kind} server exited with code {process.returncode}")
+            raise RuntimeError(f"{server} exited with {process.returncode}; see {log.name}")
         try:
             if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
                 return process, url
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"{kind} server not ready in 60 s")
+    raise RuntimeError(f"{server} not ready in 90 s; see {log.name}")
 
 
-def _bodies() -> list[bytes]:
-    return [
-        DecisionRequest(decision_point=DP, context=_context(i))
-        .model_dump_json(exclude_none=True)
-        .encode()
-        for i in range(997)
-    ]
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)  # the supervisor drains its workers
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
-async def bench_http(kind: str, clients: list[str], levels: list[int], seconds: float) -> list[Row]:
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory(prefix=f"learnloop-bench-{kind}-") as tmp:
-        process, url = _start_server(kind, Path(tmp))
-        bodies = _bodies()
+def _python_load(url: str, bodies: list[bytes], in_flight: int, seconds: float) -> WrkResult:
+    """The fallback without wrk: bench/http_load.py's raw asyncio client, same fields."""
+    c0 = time.process_time()
+    count, latencies, errors = asyncio.run(load(url, bodies, "raw", in_flight, seconds))
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, round(q * (len(latencies) - 1)))] * 1e6
+
+    return WrkResult(
+        count, seconds, errors, pct(0.5), pct(0.9), pct(0.99), pct(0.999), latencies[-1] * 1e6,
+        (time.process_time() - c0) / seconds,
+    )  # fmt: skip
+
+
+def bench_http(
+    servers: list[str], levels: list[int], seconds: float, wrk: str | None, workdir: Path
+) -> list[HttpRow]:
+    bodies = [r.model_dump_json(exclude_none=True).encode() for r in _requests(200)]
+    rows: list[HttpRow] = []
+    for server in servers:
+        data_dir = workdir / server / "data"
+        data_dir.parent.mkdir(parents=True)
+        process, url = _start(server, data_dir)
         try:
-            await load(url, bodies, "raw", 4, 1.0)  # warm up VW, SQLite and the model watcher
-            for client_kind in clients:
-                for concurrency in levels:
-                    count, latencies, errors = await load(
-                        url, bodies, client_kind, concurrency, seconds
-                    )
-                    rate = count / seconds
-                    p99_ms = _pct(latencies, 0.99) * 1e3
-                    verdict = "p99 < 10 ms" if p99_ms < P99_BUDGET_MS else "over budget"
-                    note = f"{verdict}" + (f"; {errors} errors" if errors else "")
-                    rows.append(
-                        Row(
-                            f"HTTP {kind} server, {client_kind} client, {concurrency} in flight",
-                            1e6 / max(rate, 1e-9),
-                            _pct(latencies, 0.5) * 1e6,
-                            _pct(latencies, 0.99) * 1e6,
-                            rate,
-                            note,
-                        )
-                    )
+            for in_flight in levels:
+                warm = min(2.0, seconds)
+                if wrk is not None:
+                    run_wrk(wrk, url, bodies, in_flight, warm)  # JIT-free warm-up: VW, SQLite
+                    result = run_wrk(wrk, url, bodies, in_flight, seconds)
+                else:
+                    _python_load(url, bodies, in_flight, warm)
+                    result = _python_load(url, bodies, in_flight, seconds)
+                rows.append(HttpRow(server, in_flight, result))
+                print(
+                    f"  {server:>5} c{in_flight:<3} {result.rate:8,.0f}/s "
+                    f"p99 {result.p99_us / 1e3:6.2f} ms",
+                    file=sys.stderr,
+                )
         finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            _stop(process)
     return rows
 
 
-# --- report ----------------------------------------------------------------------------
+# --- report ------------------------------------------------------------------------------
 
 
-def _table(rows: list[Row]) -> str:
-    lines = [
-        "| measurement | per decision (amortized) | p50 | p99 | decisions/s | note |",
+def _label(server: str) -> str:
+    if server == "echo":
+        return "bare FastAPI echo (ceiling)"
+    n = server.removeprefix("w")
+    return f"`learnloop serve --workers {n}` ({n} API worker{'s' if n != '1' else ''} + loop)"
+
+
+def report(
+    raw: Cost, in_process: list[Cost], http: list[HttpRow], fsync: tuple[float, float], wrk: bool
+) -> str:
+    out = [
+        f"## learnloop decide benchmark — {platform.python_implementation()} "
+        f"{platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, "
+        f"load average before the run {os.getloadavg()[0]:.1f}",
+        "",
+        "| in process | wall per op | x raw | CPU per op | x raw | note |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.name} | {r.per_op_us:,.0f} µs | {r.p50_us:,.0f} µs | "
-            f"{r.p99_us:,.0f} µs | {r.ops_per_s:,.0f} | {r.note} |"
+    for c in (raw, *in_process):
+        out.append(
+            f"| {c.name} | {c.wall_us:,.1f} µs | {c.wall_us / raw.wall_us:.1f}x | "
+            f"{c.cpu_us:,.1f} µs | {c.cpu_us / raw.cpu_us:.1f}x | {c.note} |"
         )
-    return "\n".join(lines)
+    client = "wrk -t1" if wrk else "Python raw client (wrk missing: the client may bound these)"
+    echo = {r.in_flight: r.result.rate for r in http if r.server == "echo"}
+    out += [
+        "",
+        f"HTTP, {client}; fsync on this disk before the run: p50 {fsync[0]:.2f} ms, "
+        f"p99 {fsync[1]:.2f} ms.",
+        "",
+        "| server | in flight | decisions/s | x echo | p50 | p99 | p99.9 | max | errors | "
+        "client CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in http:
+        r = row.result
+        share = f"{r.rate / echo[row.in_flight]:.2f}x" if row.in_flight in echo else "—"
+        out.append(
+            f"| {_label(row.server)} | {row.in_flight} | {r.rate:,.0f} | {share} | "
+            f"{r.p50_us / 1e3:.2f} ms | {r.p99_us / 1e3:.2f} ms | {r.p999_us / 1e3:.2f} ms | "
+            f"{r.max_us / 1e3:.1f} ms | {r.errors} | {r.client_cpu:.0%} |"
+        )
+    out += ["", *_verdicts(raw, in_process, http, echo)]
+    return "\n".join(out)
 
 
-def _summary(raw: Row, in_process: list[Row], http: dict[str, list[Row]]) -> list[str]:
-    out = []
-    for row in in_process:
-        if "callers" in row.name and "1 caller" not in row.name:
-            out.append(
-                f"- {row.name}: {row.per_op_us / raw.per_op_us:.1f}x raw VW predict "
-                "(amortized; target ≤ 3x)"
-            )
-    for kind, rows in http.items():
-        for client_kind in sorted({r.name.split(", ")[1] for r in rows}):
-            mine = [r for r in rows if f", {client_kind}," in r.name]
-            within = [r for r in mine if r.p99_us / 1e3 < P99_BUDGET_MS]
-            label = f"HTTP {kind} server, {client_kind}"
-            if within:
-                best = max(within, key=lambda r: r.ops_per_s)
-                level = best.name.rsplit(", ", 1)[1]
-                out.append(
-                    f"- {label}: sustainable {best.ops_per_s:,.0f} decisions/s with p99 "
-                    f"{best.p99_us / 1e3:.1f} ms ({level})"
-                )
-            else:
-                out.append(f"- {label}: p99 over {P99_BUDGET_MS:.0f} ms at every level measured")
-    return out
+def _verdicts(
+    raw: Cost, in_process: list[Cost], http: list[HttpRow], echo: dict[int, float]
+) -> list[str]:
+    lines = []
+    for c in in_process:
+        ratio = c.cpu_us / raw.cpu_us
+        lines.append(
+            f"- {c.name}: {ratio:.1f}x raw VW predict in CPU, {c.wall_us / raw.wall_us:.1f}x "
+            f"in wall time (target ≤ {RATIO_TARGET:.0f}x: "
+            f"{'met' if ratio <= RATIO_TARGET else 'missed'} in CPU)"
+        )
+    for row in http:
+        if row.server == "echo" or row.in_flight not in echo:
+            continue
+        r = row.result
+        share = r.rate / echo[row.in_flight]
+        ok = r.p99_us / 1e3 <= P99_TARGET_MS and share >= ECHO_SHARE_TARGET and not r.errors
+        lines.append(
+            f"- {_label(row.server)}, {row.in_flight} in flight: p99 {r.p99_us / 1e3:.2f} ms "
+            f"(target ≤ {P99_TARGET_MS:.0f}), {share:.2f}x echo (target ≥ {ECHO_SHARE_TARGET}): "
+            f"{'met' if ok else 'missed'}"
+        )
+    return lines
 
 
-async def main(args: argparse.Namespace) -> None:
-    # As in ``learnloop serve``: the event-log writer thread gets the GIL back quickly.
-    sys.setswitchinterval(0.001)
+def main(args: argparse.Namespace) -> None:
+    sys.setswitchinterval(0.001)  # as the API workers: the log's writer thread gets the GIL soon
     raw = bench_raw_predict(args.predict_n, repeats=5)
-    in_process = await bench_in_process(args.single_n, args.callers, args.per_caller)
-    http: dict[str, list[Row]] = {}
-    for kind in args.servers:
-        http[kind] = await bench_http(kind, args.clients, args.levels, args.seconds)
-
-    print(
-        f"\n## learnloop decide benchmark — {platform.python_implementation()} "
-        f"{platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}\n"
-    )
-    print(_table([raw, *in_process]))
-    for rows in http.values():
-        print()
-        print(_table(rows))
+    in_process = asyncio.run(bench_in_process(args.callers, args.per_caller, repeats=4))
+    wrk = find_wrk(install=not args.no_install)
+    if wrk is None:
+        print("wrk not found and not installable: using bench/http_load.py", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="learnloop-bench-http-") as tmp:
+        workdir = Path(tmp)
+        fsync = fsync_probe(workdir)
+        http = bench_http(args.servers, args.levels, args.seconds, wrk, workdir)
     print()
-    print("\n".join(_summary(raw, in_process, http)))
+    print(report(raw, in_process, http, fsync, wrk is not None))
 
 
 def _parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--predict-n", type=int, default=5000)
-    parser.add_argument("--single-n", type=int, default=300, help="single-caller decisions")
     parser.add_argument("--callers", type=int, default=64)
     parser.add_argument("--per-caller", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=3.0, help="per HTTP load level")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per HTTP load level")
     parser.add_argument(
         "--levels",
         type=lambda s: [int(x) for x in s.split(",")],
-        default=[1, 2, 4, 8, 16],
-        help="HTTP concurrency levels",
+        default=[4, 16],
+        help="requests in flight (wrk connections)",
     )
     parser.add_argument(
         "--servers",
         type=lambda s: s.split(","),
-        default=["embedded", "api"],
-        help="comma-separated: embedded (learnloop serve), api (service alone)",
+        default=["echo", "w1", "w2"],
+        help="echo (bare FastAPI), wN (learnloop serve --workers N)",
     )
-    parser.add_argument(
-        "--clients",
-        type=lambda s: s.split(","),
-        default=["httpx", "raw"],
-        help="load generators: httpx (AsyncClient) and raw (asyncio streams, low overhead)",
-    )
-    parser.add_argument(
-        "--serve-api-only", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     return parser.parse_args()
 
 
 if __name__ == "__main__":
-    arguments = _parse()
-    if arguments.serve_api_only:
-        serve_api_only(int(arguments.serve_api_only[0]), Path(arguments.serve_api_only[1]))
-    else:
-        asyncio.run(main(arguments))
+    main(_parse())
