@@ -37,7 +37,7 @@ from learnloop.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Event = EventT[bytes]  # raw values, decoded by learnloop.kafka.codec
+Event = EventT[bytes]  # raw values, decoded by learnloop.streams (in JoinPartitions.record)
 
 
 def faust_broker_url(bootstrap: str) -> str:
