@@ -299,3 +299,31 @@ def test_sqlite_refuses_unusable_directory(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(Unavailable, match="cannot open event log"):
         SqliteEventLog(blocker)
+
+
+async def test_sqlite_two_writers_on_one_file_share_it_like_two_processes(tmp_path: Path) -> None:
+    """Two logs on one file have two writer connections, as two API worker processes do:
+    every append lands once, offsets stay distinct, and a unique key sent to both at
+    once is stored once and answered with the stored value by both."""
+    first, second = SqliteEventLog(tmp_path), SqliteEventLog(tmp_path)
+    try:
+
+        async def burst(log: SqliteEventLog, tag: str) -> list[int]:
+            results = await asyncio.gather(
+                *(log.append([Append("decisions", f"{tag}{i}".encode())]) for i in range(300))
+            )
+            return [r[0].offset for r in results]
+
+        offsets = [
+            o
+            for batch in await asyncio.gather(burst(first, "a"), burst(second, "b"))
+            for o in batch
+        ]
+        assert len(set(offsets)) == 600
+        same = [Append("decisions", tag.encode(), unique_key="shared") for tag in ("a", "b")]
+        [a], [b] = await asyncio.gather(first.append(same[:1]), second.append(same[1:]))
+        assert a.value == b.value and a.offset == b.offset and a.existed != b.existed
+        assert len(await first.read(["decisions"], -1, 10_000)) == 601
+    finally:
+        await first.close()
+        await second.close()
