@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from devtools.simulator import run_simulation
 from learnloop.settings import Settings
 from runtime.processes import LearnloopProcess, ServiceProcess, free_port, settings_env
+from tests.integration.test_serve_workers import answering_pids
 
 pytestmark = pytest.mark.integration
 
@@ -36,7 +37,7 @@ def services(kafka_settings: Settings, tmp_path: Path) -> Iterator[Services]:
             update={"kafka_session_timeout_ms": 1000, "kafka_heartbeat_interval_ms": 200}
         )
     )
-    api = ServiceProcess(env=env, log_file=tmp_path / "api.log")
+    api = ServiceProcess(env=env, log_file=tmp_path / "api.log", workers=2)
     ports = {command: free_port() for command in ("join", "learn")}
     workers = [
         LearnloopProcess(
@@ -72,6 +73,9 @@ def counter(metrics_url: str, name: str) -> float:
 async def test_three_processes_on_kafka_learn_to_beat_uniform_random(
     services: Services,
 ) -> None:
+    replicas = {pid for name, pid in services.api.pids().items() if name.startswith("api-")}
+    assert len(replicas) == 2  # `learnloop serve --backend kafka --workers 2`
+    assert answering_pids(services.api.url, replicas) == replicas
     report = await run_simulation(
         services.api.url, decisions=DECISIONS, seed=11, concurrency=32, progress=False
     )
