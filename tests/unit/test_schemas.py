@@ -118,7 +118,7 @@ def _route_models(module: ModuleType) -> list[tuple[str, type[BaseModel]]]:
         types = [route.response_model] + [r.get("model") for r in route.responses.values()]
         if route.body_field is not None:
             types.append(route.body_field.field_info.annotation)
-        where = f"{sorted(route.methods)} {route.path}"
+        where = f"{sorted(route.methods or ())} {route.path}"
         found += [(where, model) for t in types for model in _models_in(t)]
     return found
 
