@@ -16,7 +16,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from join_service.reward_rule import CountedOutcome, DirectReward
-from schemas import ActivationEvent, DecisionEvent, OutcomeEvent, RewardEvent
+from schemas import ActivationEvent, DecisionEvent, JoinInput, OutcomeEvent, RewardEvent
 
 FollowUp = OutcomeEvent | RewardEvent | ActivationEvent
 """An event that belongs to a decision: an outcome, a direct reward or an activation."""
@@ -145,7 +145,7 @@ class DroppedEvent(BaseModel):
 
     reason: DropReason
     stream_time: AwareDatetime
-    event: DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent
+    event: JoinInput
 
 
 class JoinSnapshot(BaseModel):
