@@ -40,7 +40,7 @@ bench: $(TSTAMP)
 
 lint: $(TSTAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy schemas learnloop app join_service online_learner offline_learner
+	$(BIN)/mypy schemas learnloop app join_service online_learner offline_learner runtime devtools
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export

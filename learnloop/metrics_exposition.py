@@ -32,5 +32,5 @@ def exposition(registry: CollectorRegistry) -> bytes:
     if path is None:
         return generate_latest(registry)
     combined = CollectorRegistry()
-    MultiProcessCollector(combined, path=path)
+    MultiProcessCollector(combined, path=path)  # type: ignore[no-untyped-call]
     return generate_latest(combined)

@@ -163,9 +163,11 @@ async def run_loop(settings: Settings, stop: asyncio.Event | None = None) -> Non
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
-            for task in done:
-                if task is not stopping and not task.cancelled() and task.exception():
-                    raise task.exception()  # type: ignore[misc]
+            for runner in tasks:
+                if runner in done and not runner.cancelled():
+                    failure = runner.exception()
+                    if failure is not None:
+                        raise failure
     finally:
         await loop.stores.close()
 

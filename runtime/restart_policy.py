@@ -53,7 +53,8 @@ class RestartPolicy:
             return None
         if len(recent) == 1:
             return 0.0
-        return min(self.max_backoff_seconds, self.first_backoff_seconds * 2 ** (len(recent) - 2))
+        backoff = self.first_backoff_seconds * 2.0 ** (len(recent) - 2)
+        return min(self.max_backoff_seconds, backoff)
 
     def crashes(self, child: str) -> int:
         """Crashes of ``child`` inside the current window (as of its last crash)."""

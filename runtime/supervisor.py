@@ -234,7 +234,7 @@ class Supervisor:
         from prometheus_client import multiprocess
 
         with contextlib.suppress(OSError):
-            multiprocess.mark_process_dead(pid, str(self.metrics_dir))
+            multiprocess.mark_process_dead(pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
 
     def _write_pids(self) -> None:
         path = self.run_dir / "processes.json"
