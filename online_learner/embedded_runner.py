@@ -76,26 +76,45 @@ class EmbeddedLearnerRunner:
             self.learner.close()
 
     async def step(self) -> int:
-        """Learn one batch of joined examples and publish what is due; return examples read."""
+        """Learn one batch of joined examples, publishing each release as it falls due;
+        return the examples read.
+
+        The batch is cut where a decision point reaches ``release_every_examples``
+        pending examples, and that release is published before the rest is learned.
+        So a release by count holds exactly that many new examples, however many a
+        poll happened to find (a 500-example batch used to make one 500-example
+        release out of a cadence of 25), and the served model's lag in examples does
+        not depend on how fast traffic arrives.
+        """
         await self._configs.refresh(self.clock.monotonic())
         records = await self.events.read([Streams.JOINED], self._offset, self.batch_size)
-        if records:
-            learned = await asyncio.to_thread(self._learn, records)
-            self._offset = records[-1].offset
-            skipped = len(records) - sum(learned.values())
-            for name, count in learned.items():
-                self.metrics.learned.labels(name).inc(count)
-            if skipped:
-                self.metrics.skipped.inc(skipped)
-        for release in await publish_due(self.learner, self.models, self.clock):
-            self.metrics.published(release)
-        return len(records)
+        start = 0
+        while True:
+            stop, learned = await asyncio.to_thread(self._learn, records, start)
+            if stop > start:
+                self._offset = records[stop - 1].offset
+                for name, count in learned.items():
+                    self.metrics.learned.labels(name).inc(count)
+                skipped = stop - start - sum(learned.values())
+                if skipped:
+                    self.metrics.skipped.inc(skipped)
+            for release in await publish_due(self.learner, self.models, self.clock):
+                self.metrics.published(release)
+            if stop >= len(records):
+                return len(records)
+            start = stop
 
-    def _learn(self, records: list[LogRecord]) -> dict[str, int]:
+    def _learn(self, records: list[LogRecord], start: int) -> tuple[int, dict[str, int]]:
+        """Learn ``records[start:]`` up to the first one after which a release is due by
+        count; the index to continue from and the examples learned per decision point."""
         learned: dict[str, int] = {}
-        for record in records:
+        every = self.learner.release_every_examples
+        for index in range(start, len(records)):
+            record = records[index]
             example = JoinedExample.model_validate_json(record.value)
             if self.learner.learn(example, record.offset):
                 name = example.decision.decision_point
                 learned[name] = learned.get(name, 0) + 1
-        return learned
+                if self.learner.pending(name) >= every:
+                    return index + 1, learned
+        return len(records), learned

@@ -68,7 +68,7 @@ class _Service:
         return None
 
     async def shop_for(
-        self, seed: int, decisions: int, start: datetime | None
+        self, seed: int, decisions: int, start: datetime | None, rule: str = "mlm"
     ) -> tuple[Shop, datetime]:
         """The shop scored with the decision point's window and reward map (if readable),
         and the run's start in event time (see :func:`plan_event_time`).
@@ -90,7 +90,8 @@ class _Service:
         if start is None:
             now = datetime.now(UTC)
             start, gap = plan_event_time(decisions, gap, window, now, await self.stream_time(now))
-        shop = Shop(seed, window, reward_map=spec.get("reward_map") or None, mean_gap_seconds=gap)
+        reward_map = spec.get("reward_map") or None
+        shop = Shop(seed, window, reward_map=reward_map, mean_gap_seconds=gap, rule=rule)
         return shop, start
 
     async def decide(self, visit: Visit) -> tuple[str, str] | None:
@@ -182,6 +183,7 @@ async def run_simulation(
     progress: bool = True,
     client_key: str | None = None,
     *,
+    shop: str = "mlm",
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> SimulationReport:
     """Drive a running service with ``decisions`` shop visits in event time.
@@ -196,6 +198,7 @@ async def run_simulation(
     outcomes are never counted late. At the end the remaining outcomes and one
     ``clock_tick`` (a type no reward map uses, 60 s past the last window) close
     every window; then the learner gets up to 10 s to settle.
+    ``shop`` names the hidden reward rule (:mod:`devtools.simulator.rules`);
     ``transport`` lets tests plug in a fake service.
     """
     if decisions < 1 or concurrency < 1:
@@ -213,11 +216,11 @@ async def run_simulation(
     )
     try:
         service = _Service(sender, decision_point)
-        shop, start = await service.shop_for(seed, decisions, start)
+        model, start = await service.shop_for(seed, decisions, start, shop)
         dropped_before = await service.dropped_outcomes() or (0.0, 0.0)
         learned_before = await service.examples_learned() or 0
-        ledger, last_time = Ledger(shop, decisions, seed), start
-        visits = shop.visits(start, decisions)
+        ledger, last_time = Ledger(model, decisions, seed), start
+        visits = model.visits(start, decisions)
         columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, TextColumn("{task.fields[status]}"), disable=not progress) as bar:
             task = bar.add_task("decisions", total=decisions, status="")
@@ -237,7 +240,7 @@ async def run_simulation(
                         ledger.record(visit, answer[1], answer[0])
                 bar.update(task, advance=len(chunk), status=f"errors {service.errors}")
         await service.send_outcomes(ledger.due())
-        tick = last_time + timedelta(seconds=shop.window_seconds + 60.0)
+        tick = last_time + timedelta(seconds=model.window_seconds + 60.0)
         clock = {"session_id": "sim-clock", "type": "clock_tick", "timestamp": tick.isoformat()}
         await service.send_outcomes([clock], count=False)
         learned = await service.wait_for_learner(learned_before + ledger.decisions)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from devtools.simulator.ledger import Ledger, SimulationReport
 from devtools.simulator.shop import ACTIONS, MEAN_GAP, Shop
+from learnloop.errors import ConfigurationError
 from learnloop.policy import VWPolicy, sample
 from schemas.events import DecisionEvent
 from schemas.features import Action, Context
@@ -21,34 +22,46 @@ def run_in_process(
     release_every: int = 200,
     window_seconds: float = 20.0,
     mean_gap_seconds: float = MEAN_GAP,
+    shop: str = "mlm",
+    exploration_seed: int | None = None,
 ) -> SimulationReport:
     """Learn from the shop in-process the way the service does, to measure learnability.
 
     A decision is learned only once event time passes its window (with its
     realised in-window reward); decisions are served by a copy of the model
-    released every ``release_every`` learned examples.
+    released every ``release_every`` learned examples, or by the learning
+    workspace itself with ``release_every=1`` (predicting changes nothing in VW's
+    state, so that is the freshest serving there is, without 20,000 reloads).
+    ``shop`` names the hidden rule (:mod:`devtools.simulator.rules`).
+    ``exploration_seed`` changes the event ids, hence every exploration draw, on the
+    same traffic: the spread it causes is the noise floor of any comparison with a
+    service (which draws with its own event ids).
     """
-    shop = Shop(seed=seed, window_seconds=window_seconds, mean_gap_seconds=mean_gap_seconds)
+    if release_every < 1:
+        raise ConfigurationError("release_every must be at least 1")
+    model = Shop(seed, window_seconds, mean_gap_seconds=mean_gap_seconds, rule=shop)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    ledger = Ledger(shop, decisions, seed)
-    learner, serving = VWPolicy(vw_args), VWPolicy(vw_args)
+    ledger = Ledger(model, decisions, seed)
+    learner = VWPolicy(vw_args)
+    serving = learner if release_every == 1 else VWPolicy(vw_args)
     actions = [Action(id=a) for a in ACTIONS]
     closing: list[tuple[datetime, int, DecisionEvent, float]] = []
     learned, began = 0, time.monotonic()
+    draws = "" if exploration_seed is None else f"{exploration_seed}-"
     last = start
-    for visit in shop.visits(start, decisions):
+    for visit in model.visits(start, decisions):
         last = visit.timestamp
         while closing and closing[0][0] < visit.timestamp:
             _, _, decision, reward = heapq.heappop(closing)
             learner.learn(decision, reward)
             learned += 1
-            if learned % release_every == 0:
+            if release_every > 1 and learned % release_every == 0:
                 serving.close()
                 serving = VWPolicy(vw_args, model=learner.to_bytes())
         user = visit.shopper.user_id
         context = Context(user_id=user, session_id=visit.session_id, features=dict(visit.features))
         persona = "visitor" if user is None else "unclassified"  # as the app, pre-classifier
-        event_id = f"sim-{seed}-{visit.index}"
+        event_id = f"sim-{seed}-{draws}{visit.index}"
         pmf = serving.predict(context, persona, actions)
         chosen = sample(pmf, event_id)
         reward = ledger.record(visit, ACTIONS[chosen], event_id)
@@ -65,8 +78,9 @@ def run_in_process(
         )
         deadline = visit.timestamp + timedelta(seconds=window_seconds)
         heapq.heappush(closing, (deadline, visit.index, decision, reward))
+    if serving is not learner:
+        serving.close()
     learner.close()
-    serving.close()
     ledger.due()
     return ledger.report(
         wall_seconds=time.monotonic() - began,

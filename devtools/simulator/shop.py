@@ -31,39 +31,17 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from devtools.simulator.rules import MLM, HiddenRule, rule_named
 from learnloop.errors import ConfigurationError
 
 ACTIONS: tuple[str, ...] = ("category1", "category2", "bestsellers", "trending")
 """The ``home_products`` actions: skincare block, nutrition block, bestsellers, trending."""
 
 PERSONAS: tuple[str, ...] = ("visitor", "builder", "consultant", "shop_owner", "direct_customer")
-PERSONA_SHARE: Mapping[str, float] = {
-    "visitor": 0.30,
-    "builder": 0.10,
-    "consultant": 0.20,
-    "shop_owner": 0.15,
-    "direct_customer": 0.25,
-}
 SEASONS = ("winter", "spring", "summer", "autumn")
 REGIONS = ("north", "south", "east", "west")
 DEFAULT_REWARD_MAP: Mapping[str, float] = {"basket_add": 3.0, "detail_view": 1.0}
-
-# How readily each persona buys once a block appeals to them (p_basket = buy_rate * appeal).
-BUY_RATE: Mapping[str, float] = {
-    "visitor": 0.75,
-    "builder": 0.9,
-    "consultant": 0.92,
-    "shop_owner": 0.92,
-    "direct_customer": 0.88,
-}
-# Appeal of each block before context: order follows ACTIONS.
-BASE_APPEAL: Mapping[str, tuple[float, float, float, float]] = {
-    "visitor": (0.08, 0.08, 0.8, 0.25),  # newcomers trust what others buy
-    "builder": (0.06, 0.06, 0.15, 0.9),  # new launches to show their recruits
-    "consultant": (0.12, 0.12, 0.08, 0.08),  # seasonal: see _appeal
-    "shop_owner": (0.05, 0.05, 0.9, 0.2),  # restock what resells
-    "direct_customer": (0.1, 0.1, 0.45, 0.2),  # the category they came for: see _appeal
-}
+PERSONA_SHARE: Mapping[str, float] = MLM.persona_share  # the default shop's mix
 
 # Outcome delays after the decision: lognormal, given as (median seconds, sigma).
 DETAIL_VIEW_DELAY = (4.0, 0.9)
@@ -235,6 +213,9 @@ class Shop:
     reward_map:
         Outcome type -> reward value (default ``basket_add`` 3, ``detail_view`` 1);
         rewards aggregate with ``max``.
+    rule:
+        The hidden reward rule by name (:mod:`devtools.simulator.rules`): ``mlm``,
+        the project's own shop, or ``seasons``, the held-out one.
     """
 
     def __init__(
@@ -244,8 +225,10 @@ class Shop:
         population: int = 2000,
         reward_map: Mapping[str, float] | None = None,
         mean_gap_seconds: float = MEAN_GAP,
+        rule: str = "mlm",
     ) -> None:
         self.seed = seed
+        self.rule: HiddenRule = rule_named(rule)
         self.window_seconds = window_seconds
         self.population = population
         self.reward_map = dict(reward_map or DEFAULT_REWARD_MAP)
@@ -254,14 +237,14 @@ class Shop:
         known = PERSONAS[1:]
         self._known: dict[str, list[Shopper]] = {p: [] for p in known}
         for number in range(population):
-            persona = rng.choices(known, weights=[PERSONA_SHARE[p] for p in known])[0]
+            persona = rng.choices(known, weights=[self.rule.persona_share[p] for p in known])[0]
             self._known[persona].append(_shopper(rng, persona, f"sim-u{seed}-{number}"))
 
     def visits(self, start: datetime, count: int) -> Iterator[Visit]:
         """``count`` visits with increasing event times from ``start`` (gaps 0.4-1.6 x the mean)."""
         rng = random.Random(f"{self.seed}:visits")
         now = start
-        personas, weights = list(PERSONAS), [PERSONA_SHARE[p] for p in PERSONAS]
+        personas, weights = list(PERSONAS), [self.rule.persona_share[p] for p in PERSONAS]
         for index in range(count):
             now += timedelta(seconds=rng.uniform(0.4, 1.6) * self.mean_gap_seconds)
             persona = rng.choices(personas, weights=weights)[0]
@@ -286,31 +269,10 @@ class Shop:
 
     # --- what they do -----------------------------------------------------------------
 
-    def _appeal(self, visit: Visit) -> list[float]:
-        """How much each block appeals to this shopper here, in [0.02, 0.97]."""
-        persona, f = visit.persona, visit.features
-        appeal = list(BASE_APPEAL[persona])
-        page, season, region = f["category_page"], f["season"], f["region"]
-        if persona == "consultant":
-            # Customers order skincare in the cold months and nutrition in the warm ones.
-            seasonal = 0 if season in ("winter", "autumn") else 1
-            appeal[seasonal] = 0.92
-        elif persona == "direct_customer" and page != "home":
-            appeal[0 if page == "skincare" else 1] = 0.88
-        elif persona == "visitor" and page != "home":
-            appeal[0 if page == "skincare" else 1] += 0.3
-        if region == "north":
-            appeal[0] += 0.08  # dry, cold air: skincare sells a little better
-        elif region == "south":
-            appeal[1] += 0.08
-        if season == "summer":
-            appeal[3] += 0.05  # summer launches
-        return [min(0.97, max(0.02, a)) for a in appeal]
-
     def engagement(self, visit: Visit, action: str) -> Engagement:
         """Probabilities of the basket path and the view-only path for ``action``."""
-        appeal = self._appeal(visit)[ACTIONS.index(action)]
-        basket = BUY_RATE[visit.persona] * appeal
+        appeal = self.rule.appeal(visit.persona, visit.features)[ACTIONS.index(action)]
+        basket = self.rule.buy_rate[visit.persona] * appeal
         view = (1.0 - basket) * (0.08 + 0.4 * appeal)
         return Engagement(basket=basket, view=view)
 
