@@ -11,10 +11,10 @@ the first time). The hot path builds no pydantic model: see
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from hashlib import blake2b
 
 from opentelemetry.context import Context as TraceContext
 
@@ -30,7 +30,7 @@ from learnloop.clock import Clock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.errors import Conflict, InvalidInput, NotFound
 from learnloop.eventlog.base import Append, Streams
-from learnloop.policy import draw, seed_for
+from learnloop.policy import draw
 from learnloop.telemetry import Spans, current_traceparent
 from schemas.api import DecisionRequest
 from schemas.config import DecisionPointConfig
@@ -47,12 +47,30 @@ class Choice:
     probabilities: list[float]
 
 
-def choose(model_pmf: Sequence[float], baseline_share: float, event_id: str) -> Choice:
-    """Pick the arm, then the action, with one RNG seeded by the event id (reproducible).
+_UNIT = 2.0**-53  # 53 random bits -> a float in [0, 1), as random.random() makes them
 
-    The baseline arm is uniform over the actions, the learned arm follows the
-    model. The logged probabilities are the mixture ``share/n + (1-share)*pmf``:
-    the real chance each action had, so off-policy estimates stay unbiased.
+
+def uniforms_for(event_id: str) -> tuple[float, float]:
+    """Two independent uniforms in [0, 1), a pure function of ``event_id``.
+
+    >>> uniforms_for("e1") == uniforms_for("e1") != uniforms_for("e2")
+    True
+    >>> all(0.0 <= u < 1.0 for u in uniforms_for("e1"))
+    True
+    """
+    bits = int.from_bytes(blake2b(event_id.encode(), digest_size=16).digest(), "big")
+    return (bits >> 75) * _UNIT, ((bits >> 11) & (2**53 - 1)) * _UNIT
+
+
+def choose(model_pmf: Sequence[float], baseline_share: float, event_id: str) -> Choice:
+    """Pick the arm, then the action, with two uniforms drawn from the event id (reproducible).
+
+    Both come from one 128-bit BLAKE2b digest of the id (:func:`uniforms_for`):
+    seeding a ``random.Random`` per decision, as before, cost ~11 µs, more than
+    everything else in this function. The baseline arm is uniform over the
+    actions, the learned arm follows the model. The logged probabilities are the
+    mixture ``share/n + (1-share)*pmf``: the real chance each action had, so
+    off-policy estimates stay unbiased.
 
     >>> choose([0.7, 0.1, 0.1, 0.1], 0.0, "e1").probabilities
     [0.7, 0.1, 0.1, 0.1]
@@ -64,10 +82,10 @@ def choose(model_pmf: Sequence[float], baseline_share: float, event_id: str) -> 
     True
     """
     n = len(model_pmf)
-    rng = random.Random(seed_for(event_id))
-    arm: Arm = "baseline" if rng.random() < baseline_share else "learned"
+    arm_u, action_u = uniforms_for(event_id)
+    arm: Arm = "baseline" if arm_u < baseline_share else "learned"
     arm_pmf = [1.0 / n] * n if arm == "baseline" else model_pmf
-    index = draw(arm_pmf, rng.random())
+    index = draw(arm_pmf, action_u)
     uniform_part = baseline_share / n
     probabilities = [uniform_part + (1.0 - baseline_share) * p for p in model_pmf]
     return Choice(arm, index, probabilities)
