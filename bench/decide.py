@@ -15,8 +15,12 @@ c. HTTP with ``wrk -t1 -cN`` (N requests in flight) posting a 9-feature context:
    ceiling, and the proof that the load generator is not the bottleneck: wrk's
    own CPU share is printed for every row), then ``learnloop serve --workers 1``
    and ``--workers 2`` (API workers plus the loop process joining and learning
-   from that same load). Without ``wrk`` (and no way to install it) the Python
-   load generator of ``bench/http_load.py`` is used, and the report says so.
+   from that same load, with a 2 s reward window so windows close, the learner
+   releases and the workers swap models while we measure). Each learnloop row
+   also shows, from the service's own metrics, the mean durable-append latency,
+   decisions per append and model swaps during the run. Without ``wrk`` (and no
+   way to install it) the Python load generator of ``bench/http_load.py`` is
+   used, and the report says so.
 
 The fsync latency of the disk is probed before the HTTP runs: each decision
 waits for one, so on a busy disk it bounds the tail. Results print as markdown
@@ -29,6 +33,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -187,9 +192,39 @@ class HttpRow:
     server: str
     in_flight: int
     result: WrkResult
+    server_side: dict[str, float] | None = None  # deltas of the service's own metrics
 
 
-def _start(server: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+_SCRAPED = {
+    "appends": 'learnloop_eventlog_append_seconds_count{stream="decisions"}',
+    "append_seconds": 'learnloop_eventlog_append_seconds_sum{stream="decisions"}',
+    "swaps": "learnloop_model_swaps_total",
+    "decisions": "learnloop_decisions_total",
+}
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """Totals of a few of the service's metrics (every process's, multiprocess mode)."""
+    totals = dict.fromkeys(_SCRAPED, 0.0)
+    for line in httpx.get(f"{url}/metrics", timeout=5.0).text.splitlines():
+        name, _, value = line.rpartition(" ")
+        for key, prefix in _SCRAPED.items():
+            if name == prefix or (name.startswith(prefix + "{") and "{" not in prefix):
+                totals[key] += float(value)
+    return totals
+
+
+def _bench_config(directory: Path, window_seconds: float) -> Path:
+    """The shipped decision points with a short reward window, so that within a short run
+    the join closes windows, the learner releases and the API workers swap models: the
+    loop's steady state, which the shipped 20 s would only reach after 20 s of load."""
+    text = (ROOT / "learnloop" / "default_config.toml").read_text()
+    path = directory / "decision_points.toml"
+    path.write_text(re.sub(r"window_seconds = [0-9.]+", f"window_seconds = {window_seconds}", text))
+    return path
+
+
+def _start(server: str, data_dir: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
     """``echo`` or ``wN`` (``learnloop serve --workers N``), ready to answer."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -200,7 +235,7 @@ def _start(server: str, data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         env["LEARNLOOP_WORKERS"] = workers
         command = [
             *(sys.executable, "-m", "runtime.cli", "serve", "--port", str(port)),
-            *("--data-dir", str(data_dir), "--workers", workers),
+            *("--data-dir", str(data_dir), "--workers", workers, "--config", str(config)),
         ]
     log = (data_dir.parent / f"{server}.log").open("wb")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -243,24 +278,38 @@ def _python_load(url: str, bodies: list[bytes], in_flight: int, seconds: float) 
 
 
 def bench_http(
-    servers: list[str], levels: list[int], seconds: float, wrk: str | None, workdir: Path
+    servers: list[str],
+    levels: list[int],
+    seconds: float,
+    wrk: str | None,
+    workdir: Path,
+    window_seconds: float,
 ) -> list[HttpRow]:
     bodies = [r.model_dump_json(exclude_none=True).encode() for r in _requests(200)]
+    config = _bench_config(workdir, window_seconds)
     rows: list[HttpRow] = []
     for server in servers:
         data_dir = workdir / server / "data"
         data_dir.parent.mkdir(parents=True)
-        process, url = _start(server, data_dir)
+        process, url = _start(server, data_dir, config)
         try:
-            for in_flight in levels:
-                warm = min(2.0, seconds)
+            for level, in_flight in enumerate(levels):
+                # Warm up once past the reward window: from then on windows close, the
+                # learner releases and the workers swap models while we measure.
+                warm = window_seconds + 1.0 if level == 0 and server != "echo" else 2.0
                 if wrk is not None:
-                    run_wrk(wrk, url, bodies, in_flight, warm)  # JIT-free warm-up: VW, SQLite
+                    run_wrk(wrk, url, bodies, in_flight, warm)
+                    before = _scrape(url) if server != "echo" else None
                     result = run_wrk(wrk, url, bodies, in_flight, seconds)
                 else:
                     _python_load(url, bodies, in_flight, warm)
+                    before = _scrape(url) if server != "echo" else None
                     result = _python_load(url, bodies, in_flight, seconds)
-                rows.append(HttpRow(server, in_flight, result))
+                server_side = None
+                if before is not None:
+                    after = _scrape(url)
+                    server_side = {k: after[k] - before[k] for k in after}
+                rows.append(HttpRow(server, in_flight, result, server_side))
                 print(
                     f"  {server:>5} c{in_flight:<3} {result.rate:8,.0f}/s "
                     f"p99 {result.p99_us / 1e3:6.2f} ms",
@@ -305,8 +354,8 @@ def report(
         f"p99 {fsync[1]:.2f} ms.",
         "",
         "| server | in flight | decisions/s | x echo | p50 | p99 | p99.9 | max | errors | "
-        "client CPU |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "client CPU | append (mean) | per append | swaps |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in http:
         r = row.result
@@ -314,10 +363,21 @@ def report(
         out.append(
             f"| {_label(row.server)} | {row.in_flight} | {r.rate:,.0f} | {share} | "
             f"{r.p50_us / 1e3:.2f} ms | {r.p99_us / 1e3:.2f} ms | {r.p999_us / 1e3:.2f} ms | "
-            f"{r.max_us / 1e3:.1f} ms | {r.errors} | {r.client_cpu:.0%} |"
+            f"{r.max_us / 1e3:.1f} ms | {r.errors} | {r.client_cpu:.0%} | {_server_side(row)} |"
         )
     out += ["", *_verdicts(raw, in_process, http, echo)]
     return "\n".join(out)
+
+
+def _server_side(row: HttpRow) -> str:
+    """Mean durable-append latency, decisions per append and model swaps during the run."""
+    m = row.server_side
+    if not m or not m["appends"]:
+        return " | | "
+    return (
+        f"{m['append_seconds'] / m['appends'] * 1e3:.2f} ms | "
+        f"{m['decisions'] / m['appends']:.1f} | {m['swaps']:.0f}"
+    )
 
 
 def _verdicts(
@@ -355,7 +415,7 @@ def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="learnloop-bench-http-") as tmp:
         workdir = Path(tmp)
         fsync = fsync_probe(workdir)
-        http = bench_http(args.servers, args.levels, args.seconds, wrk, workdir)
+        http = bench_http(args.servers, args.levels, args.seconds, wrk, workdir, args.window)
     print()
     print(report(raw, in_process, http, fsync, wrk is not None))
 
@@ -377,6 +437,9 @@ def _parse() -> argparse.Namespace:
         type=lambda s: s.split(","),
         default=["echo", "w1", "w2"],
         help="echo (bare FastAPI), wN (learnloop serve --workers N)",
+    )
+    parser.add_argument(
+        "--window", type=float, default=2.0, help="reward window of the benchmark's decision point"
     )
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
     return parser.parse_args()
