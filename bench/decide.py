@@ -33,17 +33,14 @@ import argparse
 import asyncio
 import os
 import platform
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 from http_load import load  # bench/ is on sys.path when this script runs
+from http_servers import bench_config, scrape, start_server, stop_server
 from wrk_load import WrkResult, find_wrk, run_wrk
 
 from app.main import create_app
@@ -55,12 +52,10 @@ from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.modelstore import MemoryModelStore
 from learnloop.policy import VWPolicy
 from learnloop.settings import Settings
-from runtime.processes import free_port
 from schemas.api import DecisionRequest
 from schemas.features import Context
 
 DP = "home_products"
-ROOT = Path(__file__).resolve().parents[1]
 P99_TARGET_MS = 5.0
 ECHO_SHARE_TARGET = 0.35
 RATIO_TARGET = 3.0
@@ -195,74 +190,6 @@ class HttpRow:
     server_side: dict[str, float] | None = None  # deltas of the service's own metrics
 
 
-_SCRAPED = {
-    "appends": 'learnloop_eventlog_append_seconds_count{stream="decisions"}',
-    "append_seconds": 'learnloop_eventlog_append_seconds_sum{stream="decisions"}',
-    "swaps": "learnloop_model_swaps_total",
-    "decisions": "learnloop_decisions_total",
-}
-
-
-def _scrape(url: str) -> dict[str, float]:
-    """Totals of a few of the service's metrics (every process's, multiprocess mode)."""
-    totals = dict.fromkeys(_SCRAPED, 0.0)
-    for line in httpx.get(f"{url}/metrics", timeout=5.0).text.splitlines():
-        name, _, value = line.rpartition(" ")
-        for key, prefix in _SCRAPED.items():
-            if name == prefix or (name.startswith(prefix + "{") and "{" not in prefix):
-                totals[key] += float(value)
-    return totals
-
-
-def _bench_config(directory: Path, window_seconds: float) -> Path:
-    """The shipped decision points with a short reward window, so that within a short run
-    the join closes windows, the learner releases and the API workers swap models: the
-    loop's steady state, which the shipped 20 s would only reach after 20 s of load."""
-    text = (ROOT / "learnloop" / "default_config.toml").read_text()
-    path = directory / "decision_points.toml"
-    path.write_text(re.sub(r"window_seconds = [0-9.]+", f"window_seconds = {window_seconds}", text))
-    return path
-
-
-def _start(server: str, data_dir: Path, config: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``echo`` or ``wN`` (``learnloop serve --workers N``), ready to answer."""
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    if server == "echo":
-        command = [sys.executable, str(ROOT / "bench" / "echo_server.py"), str(port)]
-    else:
-        workers = server.removeprefix("w")
-        env["LEARNLOOP_WORKERS"] = workers
-        command = [
-            *(sys.executable, "-m", "runtime.cli", "serve", "--port", str(port)),
-            *("--data-dir", str(data_dir), "--workers", workers, "--config", str(config)),
-        ]
-    log = (data_dir.parent / f"{server}.log").open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{server} exited with {process.returncode}; see {log.name}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"{server} not ready in 90 s; see {log.name}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.send_signal(signal.SIGTERM)  # the supervisor drains its workers
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _python_load(url: str, bodies: list[bytes], in_flight: int, seconds: float) -> WrkResult:
     """The fallback without wrk: bench/http_load.py's raw asyncio client, same fields."""
     c0 = time.process_time()
@@ -286,12 +213,12 @@ def bench_http(
     window_seconds: float,
 ) -> list[HttpRow]:
     bodies = [r.model_dump_json(exclude_none=True).encode() for r in _requests(200)]
-    config = _bench_config(workdir, window_seconds)
+    config = bench_config(workdir, window_seconds)
     rows: list[HttpRow] = []
     for server in servers:
         data_dir = workdir / server / "data"
         data_dir.parent.mkdir(parents=True)
-        process, url = _start(server, data_dir, config)
+        process, url = start_server(server, data_dir, config)
         try:
             for level, in_flight in enumerate(levels):
                 # Warm up once past the reward window: from then on windows close, the
@@ -299,15 +226,15 @@ def bench_http(
                 warm = window_seconds + 1.0 if level == 0 and server != "echo" else 2.0
                 if wrk is not None:
                     run_wrk(wrk, url, bodies, in_flight, warm)
-                    before = _scrape(url) if server != "echo" else None
+                    before = scrape(url) if server != "echo" else None
                     result = run_wrk(wrk, url, bodies, in_flight, seconds)
                 else:
                     _python_load(url, bodies, in_flight, warm)
-                    before = _scrape(url) if server != "echo" else None
+                    before = scrape(url) if server != "echo" else None
                     result = _python_load(url, bodies, in_flight, seconds)
                 server_side = None
                 if before is not None:
-                    after = _scrape(url)
+                    after = scrape(url)
                     server_side = {k: after[k] - before[k] for k in after}
                 rows.append(HttpRow(server, in_flight, result, server_side))
                 print(
@@ -316,7 +243,7 @@ def bench_http(
                     file=sys.stderr,
                 )
         finally:
-            _stop(process)
+            stop_server(process)
     return rows
 
 
