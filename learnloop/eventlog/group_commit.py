@@ -206,17 +206,21 @@ class GroupCommitWriter:
 
     def _apply(self, request: WriteRequest) -> list[AppendResult]:
         """Insert the records (skipping stored unique keys) and upsert the state blobs."""
+        records = request.records
+        if len(records) > 1 and all(item.unique_key is not None for item in records):
+            batch = self._insert_unique(records)
+            if request.state:
+                self._conn.executemany(UPSERT_STATE, list(request.state.items()))
+            return batch
         results: list[AppendResult] = []
-        for item in request.records:
+        for item in records:
             params = (item.stream, item.key, item.unique_key, item.value)
             if item.unique_key is not None:
                 # The conflict check sees the rows this transaction already wrote, so
                 # duplicates inside one batch are caught too.
                 inserted = self._conn.execute(INSERT_NEW_UNIQUE, params).fetchone()
                 if inserted is None:
-                    row = self._conn.execute(
-                        FIND_UNIQUE, (item.stream, item.unique_key)
-                    ).fetchone()
+                    row = self._conn.execute(FIND_UNIQUE, (item.stream, item.unique_key)).fetchone()
                     results.append(AppendResult(row[0], row[3], existed=True))
                 else:
                     results.append(AppendResult(inserted[0], item.value, existed=False))
@@ -226,6 +230,38 @@ class GroupCommitWriter:
             results.append(AppendResult(offset, item.value, existed=False))
         if request.state:
             self._conn.executemany(UPSERT_STATE, list(request.state.items()))
+        return results
+
+    def _insert_unique(self, records: Sequence[Append]) -> list[AppendResult]:
+        """Records that all have a unique key (a batch of decisions) in one statement.
+
+        The sqlite3 module releases the GIL around every statement and must take it
+        back afterwards, which waits for the event loop's switch interval when the
+        loop is busy: one statement per record made a 16-record commit wait for up to
+        16 intervals and cost the loop ~30 µs of CPU per record (GIL hand-overs).
+        RETURNING names only the rows inserted; a key already stored (or repeated in
+        the batch) answers with the stored record, as the one-row path does.
+        """
+        rows = ", ".join(["(?, ?, ?, ?)"] * len(records))
+        params = [p for r in records for p in (r.stream, r.key, r.unique_key, r.value)]
+        sql = (
+            f"INSERT INTO events (stream, key, unique_key, value) VALUES {rows} "
+            "ON CONFLICT (stream, unique_key) WHERE unique_key IS NOT NULL DO NOTHING "
+            'RETURNING "offset", stream, unique_key'
+        )
+        inserted = {(row[1], row[2]): row[0] for row in self._conn.execute(sql, params)}
+        written: dict[tuple[str, str | None], bytes] = {}
+        results: list[AppendResult] = []
+        for item in records:
+            key = (item.stream, item.unique_key)
+            if key in written:  # repeated within the batch: the first one was stored
+                results.append(AppendResult(inserted[key], written[key], existed=True))
+            elif key in inserted:
+                written[key] = item.value
+                results.append(AppendResult(inserted[key], item.value, existed=False))
+            else:
+                row = self._conn.execute(FIND_UNIQUE, key).fetchone()
+                results.append(AppendResult(row[0], row[3], existed=True))
         return results
 
     def _begin(self) -> None:
