@@ -8,9 +8,14 @@ from datetime import UTC, datetime
 import pytest
 
 from learnloop.clock import FakeClock
+from learnloop.decision_points import MemoryDecisionPointStore
 from learnloop.errors import Unavailable
+from learnloop.eventlog import Append, MemoryEventLog, Streams
 from learnloop.featurizer import CachedFeaturizer
+from learnloop.featurizer import labelled as labelled_lines
 from learnloop.modelstore import MemoryModelStore
+from learnloop.policy import VWPolicy
+from online_learner.embedded_runner import EmbeddedLearnerRunner
 from online_learner.learner import OnlineLearner
 from online_learner.releases import publish_due, resume
 from schemas import Action, Context, DecisionEvent, DecisionPointConfig, JoinedExample
@@ -330,3 +335,81 @@ def test_learns_the_best_action_per_context_on_a_synthetic_problem() -> None:
     assert metrics["ips_samples"] == 2000  # every example is scored before it is learned
     assert metrics["ips_reward"] > 0.6
     assert metrics["reward_mean"] == pytest.approx(1 / 3, abs=0.05)  # the logging policy's value
+
+
+# -- what a release holds and what a reload keeps --------------------------------------
+
+
+class RecordingStore(MemoryModelStore):
+    """A memory store that remembers every release published to it, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.published: list[ModelRelease] = []
+
+    async def publish(self, release: ModelRelease, model: bytes) -> ModelRelease:
+        stored = await super().publish(release, model)
+        self.published.append(stored)
+        return stored
+
+
+@pytest.mark.parametrize(
+    ("every", "batch_size", "released_at"),
+    [
+        (25, 500, list(range(25, 301, 25))),  # one read, cut twelve times
+        (100, 500, [100, 200, 300]),
+        (100, 40, [100, 200, 300]),  # reads smaller than the cadence
+        (1000, 500, []),  # not due by count; the timer has not run out either
+    ],
+)
+async def test_the_runner_releases_every_n_examples_whatever_the_batch(
+    every: int, batch_size: int, released_at: list[int]
+) -> None:
+    """A count release holds exactly ``every`` new examples: the served model's lag in
+    examples must not depend on how many examples one poll of the log found."""
+    log, store = MemoryEventLog(), RecordingStore()
+    await log.append(
+        [
+            Append(Streams.JOINED, e.model_dump_json().encode(), key=e.event_id)
+            for e in synthetic(300)
+        ]
+    )
+    points = MemoryDecisionPointStore([config()])
+    runner = EmbeddedLearnerRunner(
+        log, store, points, clock=FakeClock(T0), release_every_examples=every,
+        batch_size=batch_size,
+    )  # fmt: skip
+    await runner.start()
+    while await runner.step():
+        pass
+    assert [r.examples_learned for r in store.published] == released_at
+    assert runner.offset == 299
+
+
+@pytest.mark.parametrize(
+    "vw_args",
+    [
+        "--cb_explore_adf --squarecb -q ca -q ua",
+        "--cb_explore_adf --squarecb --cubic cca -q ca",
+        "--cb_explore_adf --epsilon 0.1",
+    ],
+)
+def test_a_reloaded_model_goes_on_learning_exactly_like_the_original(vw_args: str) -> None:
+    """Suspect (b) of issue 8: VW 9 saves with resume state (adaptive and normalised
+    accumulators, example counters that squarecb's gamma schedule reads), so a served
+    or restored copy is the same learner, not a fresh-learning-rate one."""
+    featurize = CachedFeaturizer()
+
+    def lines(example: JoinedExample) -> list[str]:
+        d = example.decision
+        labelled = featurize.example(d.context, d.persona, d.actions)
+        return labelled_lines(labelled, d.chosen_index, example.reward, d.chosen_probability)
+
+    examples = synthetic(600, seed=3)
+    original = VWPolicy(vw_args)
+    for example in examples[:300]:
+        original.learn_lines(lines(example))
+    reloaded = VWPolicy(vw_args, model=original.to_bytes())
+    for example in examples[300:]:
+        # learn_lines returns the pmf before the update: every step is compared.
+        assert reloaded.learn_lines(lines(example)) == original.learn_lines(lines(example))
