@@ -196,6 +196,9 @@ def simulate(
     client_key: Annotated[
         str | None, typer.Option(envvar="LEARNLOOP_CLIENT_KEY", help="X-API-Key, if keys are set")
     ] = None,
+    shop: Annotated[
+        str, typer.Option(help="Hidden reward rule: mlm, or seasons (held out)")
+    ] = "mlm",
 ) -> None:
     """Drive a running service with the synthetic multi-level-marketing shop."""
     from devtools.simulator import render_report, run_simulation
@@ -208,6 +211,7 @@ def simulate(
             concurrency=concurrency,
             decision_point=decision_point,
             client_key=client_key,
+            shop=shop,
         )
         Console().print(render_report(report))
 
