@@ -40,7 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from http_load import load  # bench/ is on sys.path when this script runs
+from asgi_cost import cpu_per_request  # bench/ is on sys.path when this script runs
+from echo_server import echo_app
+from http_load import load
 from http_servers import bench_config, scrape, start_server, stop_server
 from wrk_load import WrkResult, find_wrk, run_wrk
 
@@ -187,6 +189,28 @@ async def bench_in_process(
     )
 
 
+async def bench_asgi(n: int, rounds: int) -> tuple[float, float]:
+    """CPU per request (µs) of the echo app and of learnloop's app over a SQLite log,
+    called in process in alternating rounds: the CPU-bound share of the echo's rate."""
+    bodies = [r.model_dump_json(exclude_none=True).encode() for r in _requests(200)]
+    echo = echo_app()
+    with tempfile.TemporaryDirectory(prefix="learnloop-bench-asgi-") as tmp:
+        log = SqliteEventLog(Path(tmp))
+        app = create_app(
+            Settings(),
+            events=log,
+            models=MemoryModelStore(),
+            decision_points=MemoryDecisionPointStore(load_config_file(None)),
+        )
+        await app.state.registry.load_all()
+        echo_cpu = learnloop_cpu = float("inf")
+        for _ in range(rounds):
+            echo_cpu = min(echo_cpu, await cpu_per_request(echo, bodies, n, 1))
+            learnloop_cpu = min(learnloop_cpu, await cpu_per_request(app, bodies, n, 1))
+        await log.close()
+    return echo_cpu * 1e6, learnloop_cpu * 1e6
+
+
 def fsync_probe(directory: Path, n: int = 100) -> tuple[float, float]:
     """p50 and p99 (ms) of ``fsync`` after a 4 KiB write: the floor of a durable append."""
     path = directory / "fsync-probe"
@@ -284,7 +308,12 @@ def _label(server: str) -> str:
 
 
 def report(
-    raw: Cost, in_process: list[Cost], http: list[HttpRow], fsync: tuple[float, float], wrk: bool
+    raw: Cost,
+    in_process: list[Cost],
+    asgi: tuple[float, float],
+    http: list[HttpRow],
+    fsync: tuple[float, float],
+    wrk: bool,
 ) -> str:
     out = [
         f"## learnloop decide benchmark — {platform.python_implementation()} "
@@ -301,6 +330,13 @@ def report(
             f"{c.cpu_us:,.1f} µs | {c.cpu_us / raw.cpu_us:.1f}x | "
             f"{c.loop_cpu_us:,.1f} µs | {c.loop_cpu_us / raw.loop_cpu_us:.1f}x | {c.note} |"
         )
+    out += [
+        "",
+        f"The HTTP apps called in process (ASGI, no sockets), CPU per request: echo "
+        f"{asgi[0]:.0f} µs, learnloop's decision route over a SQLite log {asgi[1]:.0f} µs: "
+        f"CPU-bound, one worker could reach {asgi[0] / asgi[1]:.2f}x the echo's rate "
+        "(before the HTTP parsing both pay alike).",
+    ]
     client = "wrk -t1" if wrk else "Python raw client (wrk missing: the client may bound these)"
     echo = {r.in_flight: r.result.rate for r in http if r.server == "echo"}
     out += [
@@ -366,6 +402,7 @@ def main(args: argparse.Namespace) -> None:
     raw, in_process = asyncio.run(
         bench_in_process(args.predict_n, args.callers, args.per_caller, args.rounds)
     )
+    asgi = asyncio.run(bench_asgi(2000, args.rounds // 2 or 1))
     wrk = find_wrk(install=not args.no_install)
     if wrk is None:
         print("wrk not found and not installable: using bench/http_load.py", file=sys.stderr)
@@ -374,7 +411,7 @@ def main(args: argparse.Namespace) -> None:
         fsync = fsync_probe(workdir)
         http = bench_http(args.servers, args.levels, args.seconds, wrk, workdir, args.window)
     print()
-    print(report(raw, in_process, http, fsync, wrk is not None))
+    print(report(raw, in_process, asgi, http, fsync, wrk is not None))
 
 
 def _parse() -> argparse.Namespace:
