@@ -13,9 +13,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
+from learnloop.errors import InvalidInput
 from offline_learner.estimators.estimate import Estimate
 from offline_learner.estimators.inputs import ArrayLike, OffPolicyData
 from offline_learner.estimators.normal_interval import check_level
+
+
+def check_interval(kind: str, allowed: tuple[str, ...]) -> None:
+    """Refuse an interval name the estimator does not offer."""
+    if kind not in allowed:
+        raise InvalidInput(f"interval {kind!r} is not offered here; choose one of {allowed}")
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from offline_learner.estimators.normal_interval import normal_interval
 
 @dataclass(frozen=True)
 class DM(Estimator):
-    """Direct method with a normal interval on the per-context model values."""
+    """DM (Dudík, Langford & Li 2011), ``1/n sum qhat_i``; normal CI on the model values."""
 
     name: ClassVar[str] = "dm"
 

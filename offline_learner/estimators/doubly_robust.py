@@ -35,7 +35,7 @@ def dr_terms(data: OffPolicyData, estimator: str) -> tuple[FloatArray, FloatArra
 
 @dataclass(frozen=True)
 class DR(Estimator):
-    """Doubly robust estimator with a normal interval on its per-example terms."""
+    """DR (Dudík, Langford & Li 2011), ``1/n sum [qhat_i + w_i (r_i - rhat_i)]``; normal CI."""
 
     name: ClassVar[str] = "dr"
 

@@ -20,8 +20,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from learnloop.errors import InvalidInput
-from offline_learner.estimators.base import Estimator
+from offline_learner.estimators.base import Estimator, check_interval
 from offline_learner.estimators.cressie_read import cressie_read_interval, observed_or
 from offline_learner.estimators.estimate import Estimate
 from offline_learner.estimators.inputs import OffPolicyData
@@ -31,15 +30,9 @@ IntervalKind = Literal["normal", "cressie-read"]
 INTERVALS: tuple[IntervalKind, ...] = ("normal", "cressie-read")
 
 
-def check_interval(kind: str, allowed: tuple[str, ...]) -> None:
-    """Refuse an interval name the estimator does not offer."""
-    if kind not in allowed:
-        raise InvalidInput(f"interval {kind!r} is not offered here; choose one of {allowed}")
-
-
 @dataclass(frozen=True)
 class IPS(Estimator):
-    """Inverse propensity scoring with a normal or a Cressie-Read interval.
+    """IPS (Horvitz & Thompson 1952), ``1/n sum w_i r_i``, with a normal or Cressie-Read interval.
 
     Parameters
     ----------

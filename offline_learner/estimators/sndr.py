@@ -35,7 +35,7 @@ from offline_learner.estimators.snips import self_normalised
 
 @dataclass(frozen=True)
 class SNDR(Estimator):
-    """Self-normalised doubly robust estimator with a delta-method interval."""
+    """SNDR (Kallus & Uehara 2019): DR with a self-normalised correction; delta-method CI."""
 
     name: ClassVar[str] = "sndr"
 

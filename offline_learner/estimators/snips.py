@@ -24,11 +24,10 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from learnloop.errors import InvalidInput
-from offline_learner.estimators.base import Estimator
+from offline_learner.estimators.base import Estimator, check_interval
 from offline_learner.estimators.cressie_read import cressie_read_interval, observed_or
 from offline_learner.estimators.estimate import Estimate
 from offline_learner.estimators.inputs import FloatArray, OffPolicyData
-from offline_learner.estimators.ips import check_interval
 from offline_learner.estimators.normal_interval import normal_interval
 
 SnipsInterval = Literal["delta", "cressie-read"]
@@ -49,7 +48,7 @@ def self_normalised(name: str, w: FloatArray, residuals: FloatArray) -> tuple[fl
 
 @dataclass(frozen=True)
 class SNIPS(Estimator):
-    """Self-normalised IPS with a delta-method or a Cressie-Read interval.
+    """SNIPS (Swaminathan & Joachims 2015), ``sum w_i r_i / sum w_i``; delta or Cressie-Read CI.
 
     Parameters
     ----------

@@ -32,7 +32,7 @@ from offline_learner.estimators.normal_interval import normal_interval
 
 @dataclass(frozen=True)
 class SwitchDR(Estimator):
-    """Switch-DR with a normal interval on its per-example terms.
+    """Switch-DR (Wang, Agarwal & Dudík 2017): DR without the corrections of weights > tau.
 
     Parameters
     ----------

@@ -128,7 +128,7 @@ def test_ips_snips_and_intervals_match_vw_estimators(log: RandomLog) -> None:
 #   qhat_i = sum_a pi rhat   = 0.9*0.6 + 0.1*0.2 = 0.56
 #                              0.5*0.4 + 0.5*0.3 = 0.35
 #                              0.2*0.5 + 0.8*1.0 = 0.90
-HAND = {
+HAND: dict[str, Any] = {
     "rewards": [1.0, 0.0, 1.0],
     "logging_propensities": [0.5, 0.25, 0.8],
     "actions": [0, 1, 0],
