@@ -9,8 +9,6 @@ the true value of a different target policy at about their stated 95 %.
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -411,28 +409,3 @@ def test_estimates_are_frozen() -> None:
     assert isinstance(e, Estimate)
     with pytest.raises(AttributeError):
         e.value = 0.0  # type: ignore[misc]
-
-
-# --- doctests (offline_learner is not in pytest's testpaths) --------------------------------
-
-MODULES = [
-    "offline_learner.estimators",
-    "offline_learner.estimators.action_matrices",
-    "offline_learner.estimators.cressie_read",
-    "offline_learner.estimators.direct_method",
-    "offline_learner.estimators.doubly_robust",
-    "offline_learner.estimators.estimate",
-    "offline_learner.estimators.inputs",
-    "offline_learner.estimators.ips",
-    "offline_learner.estimators.normal_interval",
-    "offline_learner.estimators.sndr",
-    "offline_learner.estimators.snips",
-    "offline_learner.estimators.switch_dr",
-]
-
-
-@pytest.mark.parametrize("module", MODULES)
-def test_doctests(module: str) -> None:
-    result = doctest.testmod(importlib.import_module(module))
-    assert result.attempted > 0
-    assert result.failed == 0
