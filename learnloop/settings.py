@@ -51,14 +51,17 @@ class Settings(BaseSettings):
     # replays at most this much of the log (re-emitted examples are refused by key).
     join_checkpoint_seconds: float = 10.0
 
-    # Models: how often the decision service looks for a new release.
-    model_poll_seconds: float = 0.2
+    # Models: how often the decision service looks for a new release (a manifest read).
+    model_poll_seconds: float = 0.1
     # At most one hot swap per decision point in this many seconds (a first trained model
-    # replaces an untrained one at once). Building a VW workspace holds the GIL for ~15 ms,
-    # stalling the requests in flight; once a second bounds that to ~1.5% of the time while
-    # keeping freshness (window close -> model serving it) under the 2 s target.
-    model_swap_min_seconds: float = 1.0
-    release_every_examples: int = 200
+    # replaces an untrained one at once). Building a VW workspace holds the GIL for ~5 ms
+    # on a free core (15-27 ms on a busy one), stalling the requests in flight: at most
+    # 2 swaps a second keeps that near 1 % of the time, while the served model trails the
+    # learner by at most ~0.5 s of traffic (docs/benchmarks.md, Learning).
+    model_swap_min_seconds: float = 0.5
+    # The learner releases every this many learned examples (cut exactly, whatever the
+    # read batch), or after this long with any new example (quiet traffic).
+    release_every_examples: int = 50
     release_every_seconds: float = 1.0
 
     # Distributed mode.

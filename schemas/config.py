@@ -15,7 +15,7 @@ from schemas.features import NAME_PATTERN, Action, FiniteNumber, check_unique_ac
 
 Aggregation = Literal["max", "sum", "first"]
 
-DEFAULT_VW_ARGS = "--cb_explore_adf --squarecb -q ca -q ua"
+DEFAULT_VW_ARGS = "--cb_explore_adf --squarecb --gamma_scale 50 --cubic cca -q ca -q ua"
 DEFAULT_REWARD_MAP: dict[str, float] = {"basket_add": 3.0, "detail_view": 1.0}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +22,7 @@ from devtools.simulator import (
     run_simulation,
 )
 from devtools.simulator.ledger import Ledger
+from devtools.simulator.rules import RULES
 from devtools.simulator.shop import BASKET_ADD_DELAY, lognormal_cdf, plan_event_time
 from learnloop.decision_points import load_config_file
 from learnloop.errors import ConfigurationError, Unavailable
@@ -162,15 +163,68 @@ def test_ledger_releases_outcomes_in_event_time_order(shop: Shop, visits: list[A
     )
 
 
-def test_vw_learns_the_shop_with_delayed_feedback() -> None:
-    """Seeded: the shipped VW args, with the service's delays, close >= 40% of the gap.
+@pytest.mark.parametrize("rule", ["mlm", "seasons"])
+def test_the_shipped_vw_args_learn_either_shop_with_delayed_feedback(rule: str) -> None:
+    """Seeded: the shipped VW args, with the service's delays, close >= 60% of the gap
+    in 3,000 decisions on the project's shop and on the held-out one.
 
-    Uniform random closes 0% and the oracle 100%; measured ~63-82% at 5,000 decisions.
+    Uniform random closes 0% and the oracle 100%; measured 82-89 % here (94-96 % at
+    20,000). The score is the mean of 750 expected rewards whose standard error is
+    under 0.03 against a gap of 1.2: 60 % is 20 standard errors away from chance.
     """
     (home,) = [dp for dp in load_config_file(None) if dp.name == "home_products"]
-    report = run_in_process(home.vw_args, decisions=5000, seed=7)
+    report = run_in_process(home.vw_args, decisions=3000, seed=7, shop=rule)
     assert report.oracle_expected - report.uniform_expected > 0.9
-    assert report.gap_closed >= 0.4, report
+    assert report.gap_closed >= 0.6, report
+
+
+def test_pairwise_interactions_cannot_learn_the_held_out_rule() -> None:
+    """Why the shipped args cross context x context x action: the ``seasons`` rule puts
+    its signal in three-way interactions, which ``-q ca`` alone cannot represent
+    (measured 0.42 against 0.85 for the shipped args at 3,000 decisions)."""
+    (home,) = [dp for dp in load_config_file(None) if dp.name == "home_products"]
+    pairwise = run_in_process("--cb_explore_adf --squarecb -q ca -q ua", 3000, 7, shop="seasons")
+    shipped = run_in_process(home.vw_args, 3000, 7, shop="seasons")
+    assert shipped.gap_closed >= pairwise.gap_closed + 0.25, (shipped, pairwise)
+
+
+SEASONS_BEST = [
+    # (persona, features that differ from a cold home-page desktop visit up north, best)
+    ("builder", {}, "category2"),
+    ("builder", {"season": "summer"}, "trending"),
+    ("shop_owner", {}, "bestsellers"),
+    ("shop_owner", {"season": "spring"}, "category2"),
+    ("visitor", {}, "bestsellers"),
+    ("visitor", {"device": "mobile"}, "trending"),
+    ("consultant", {}, "category1"),
+    ("consultant", {"region": "south"}, "category2"),
+    ("direct_customer", {}, "bestsellers"),
+    ("direct_customer", {"season": "summer"}, "trending"),
+    ("direct_customer", {"category_page": "nutrition"}, "category2"),
+]
+
+
+@pytest.mark.parametrize(("persona", "change", "best"), SEASONS_BEST)
+def test_the_held_out_rule_turns_each_best_block_on_a_second_feature(
+    persona: str, change: dict[str, str], best: str
+) -> None:
+    features = {"season": "winter", "device": "desktop", "region": "north"}
+    features = {**features, "category_page": "home", **change}
+    appeal = RULES["seasons"].appeal(persona, features)
+    assert ACTIONS[appeal.index(max(appeal))] == best
+
+
+def test_an_unknown_shop_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ConfigurationError, match="mlm, seasons"):
+        Shop(seed=1, rule="bazaar")
+
+
+def test_each_shop_draws_its_own_persona_mix() -> None:
+    for rule in RULES.values():
+        shop = Shop(seed=3, rule=rule.name)
+        seen = Counter(v.persona for v in shop.visits(START, 4000))
+        for persona, share in rule.persona_share.items():
+            assert seen[persona] / 4000 == pytest.approx(share, abs=0.03)
 
 
 class FakeService:
