@@ -1,5 +1,6 @@
 """The whole embedded loop learns: a real ``learnloop serve`` driven over HTTP by the
-shop simulator (seeded) beats uniform random by a margin that cannot pass by chance."""
+shop simulator (seeded) beats uniform random by a margin that cannot pass by chance,
+and learns about as well as raw VW in process on the same traffic (the anchor)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.simulator import run_simulation
+from devtools.simulator import run_in_process, run_simulation
+from learnloop.decision_points import load_config_file
 from runtime.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
@@ -26,9 +28,16 @@ async def test_served_policy_closes_most_of_the_gap_to_the_oracle(tmp_path: Path
     assert report.service_examples_learned == 4000
     # Over the last quarter (1,000 decisions) uniform random earns ~0.88 and the oracle
     # ~2.06 per decision; the standard error of a mean of 1,000 expected rewards is
-    # below 0.03, so 40 % of the gap (~0.47 above random) cannot be reached by chance.
-    assert report.gap_closed >= 0.40, (
+    # below 0.03, so 60 % of the gap (~0.7 above random) cannot be reached by chance.
+    assert report.gap_closed >= 0.60, (
         f"learned {report.learned_expected:.3f}, "
         f"uniform {report.uniform_expected:.3f}, oracle {report.oracle_expected:.3f}"
     )
     assert report.learned_realised > report.uniform_expected + 0.3
+    # Parity with raw VW on the same traffic, arguments and features, serving its freshest
+    # model: a served model that trails the learner, or a reload that lost learning state,
+    # would show here. Different exploration draws alone move the anchor between 0.914 and
+    # 0.931 at this length (standard deviation 0.006 over eight draws); 0.1 is 16 of them.
+    (home,) = [dp for dp in load_config_file(None) if dp.name == "home_products"]
+    anchor = run_in_process(home.vw_args, decisions=4000, seed=7, release_every=1)
+    assert report.gap_closed >= anchor.gap_closed - 0.1, (report.gap_closed, anchor.gap_closed)
