@@ -63,12 +63,13 @@ class EmbeddedStores:
             await self.events.close()
 
 
-def open_stores(settings: Settings) -> EmbeddedStores:
-    """Open (creating if missing) the event log, decision points and model store."""
+def open_stores(settings: Settings, *, checkpoints: bool = True) -> EmbeddedStores:
+    """Open (creating if missing) the event log, decision points and model store.
+    ``checkpoints=False``: this process leaves WAL checkpoints to the loop process."""
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     return EmbeddedStores(
-        SqliteEventLog(data_dir / "log", batch_max=settings.log_batch_max),
+        SqliteEventLog(data_dir / "log", batch_max=settings.log_batch_max, checkpoints=checkpoints),
         SqliteDecisionPointStore(data_dir / DECISION_POINTS_FILE),
         LocalModelStore(data_dir / "models"),
     )
@@ -88,8 +89,9 @@ async def prepare_data_dir(settings: Settings) -> None:
 
 async def serve_api_worker(settings: Settings, listener: socket.socket | None = None) -> None:
     """One API worker: the decision service on the supervisor's ``listener`` (or, without
-    one, on ``host:port``) until SIGTERM or SIGINT; then its stores close."""
-    stores = open_stores(settings)
+    one, on ``host:port``) until SIGTERM or SIGINT; then its stores close. Its commits
+    never checkpoint the WAL: the loop process's do, off the request path."""
+    stores = open_stores(settings, checkpoints=False)
     try:
         app = create_app(
             settings,

@@ -89,7 +89,7 @@ def _deliver(
 class GroupCommitWriter:
     """The one thread that writes: drains the queue, one transaction and one fsync per batch."""
 
-    def __init__(self, path: Path, batch_max: int) -> None:
+    def __init__(self, path: Path, batch_max: int, *, checkpoints: bool = True) -> None:
         self._path = path
         self._batch_max = batch_max
         self._queue: queue.SimpleQueue[WriteRequest | object] = queue.SimpleQueue()
@@ -99,6 +99,9 @@ class GroupCommitWriter:
         self._conn.execute("PRAGMA synchronous = FULL")
         # Lock waits are retried by _begin, in finer steps than SQLite's busy handler.
         self._conn.execute("PRAGMA busy_timeout = 0")
+        if not checkpoints:
+            # Another process checkpoints the WAL (see SqliteEventLog's ``checkpoints``).
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
         self.transactions = 0
         self.lock_waits = 0  # retries of BEGIN while another process wrote
         self._thread = threading.Thread(

@@ -38,12 +38,19 @@ class SqliteEventLog:
         At most this many records per transaction/fsync (at least one request).
         Larger batches amortise the fsync over more writers; smaller ones bound
         the latency a single huge batch adds to everybody queued behind it.
+    checkpoints
+        Whether this process's commits also checkpoint the WAL into the database
+        file when it has grown past 1,000 pages (SQLite's default). The API workers
+        of ``learnloop serve`` pass ``False``, so no decision waits for a checkpoint's
+        copy and fsync; the loop process keeps them on and checkpoints for everybody.
 
     Offsets start at 1 (SQLite's rowid); ``end_offset()`` is -1 while empty and
     ``read(after=-1)`` returns everything, as for every backend.
     """
 
-    def __init__(self, data_dir: Path | str, *, batch_max: int = 512) -> None:
+    def __init__(
+        self, data_dir: Path | str, *, batch_max: int = 512, checkpoints: bool = True
+    ) -> None:
         if batch_max < 1:
             raise InvalidInput(f"batch_max must be at least 1, got {batch_max}")
         self.data_dir = Path(data_dir)
@@ -61,7 +68,7 @@ class SqliteEventLog:
         self._read_lock = threading.Lock()
         self._submit_lock = threading.Lock()
         self._closed = False
-        self._writer = GroupCommitWriter(self.path, batch_max)
+        self._writer = GroupCommitWriter(self.path, batch_max, checkpoints=checkpoints)
 
     @classmethod
     def open(cls, data_dir: Path | str, *, batch_max: int = 512) -> SqliteEventLog:

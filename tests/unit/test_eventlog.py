@@ -327,3 +327,22 @@ async def test_sqlite_two_writers_on_one_file_share_it_like_two_processes(tmp_pa
     finally:
         await first.close()
         await second.close()
+
+
+async def test_sqlite_without_checkpoints_leaves_the_wal_to_another_writer(
+    tmp_path: Path,
+) -> None:
+    """An API worker's log (``checkpoints=False``) never copies the WAL into the database
+    file; the loop process's log does so on its next commit."""
+    api = SqliteEventLog(tmp_path, checkpoints=False)
+    loop = SqliteEventLog(tmp_path)
+    try:
+        for _ in range(20):  # ~2,500 pages of WAL, past the 1,000-page threshold
+            await api.append([Append("decisions", bytes(4000)) for _ in range(128)])
+        assert api.path.stat().st_size < 100_000, "the API's commits checkpointed"
+        await loop.append([Append("joined", b"x")])
+        assert api.path.stat().st_size > 5_000_000, "the loop's commit did not checkpoint"
+        assert len(await loop.read(["decisions"], -1, 10_000)) == 20 * 128
+    finally:
+        await api.close()
+        await loop.close()
