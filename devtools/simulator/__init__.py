@@ -1,7 +1,8 @@
 """``learnloop simulate``: a synthetic multi-level-marketing shop that drives the loop.
 
-:mod:`devtools.simulator.shop` is the pure shop model (personas, contexts, preferences,
-outcomes, exact expected rewards); :mod:`devtools.simulator.driver` sends the traffic
+:mod:`devtools.simulator.shop` is the pure shop model (personas, contexts, outcomes,
+exact expected rewards), :mod:`devtools.simulator.rules` its hidden reward rules (``mlm``,
+and the held-out ``seasons``); :mod:`devtools.simulator.driver` sends the traffic
 to a running service over HTTP, :mod:`~devtools.simulator.in_process` to an in-process
 VW policy; :mod:`~devtools.simulator.ledger` keeps the run's books and reports learned
 vs uniform-random vs oracle reward.

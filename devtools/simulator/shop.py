@@ -6,7 +6,8 @@ each visit carries observable behavioural features that correlate with the
 persona (the persona itself stays hidden from the service) plus the page context
 (category page, season, region). How likely a shopper is to look at products
 (``detail_view``) or add one to the basket (``basket_add``) depends on persona,
-context and the product block shown — the four actions of ``home_products``.
+context and the product block shown — the four actions of ``home_products`` — by
+the shop's hidden rule (:mod:`devtools.simulator.rules`).
 Outcomes arrive after lognormal delays, some after the reward window.
 
 Because the probabilities and delay distributions are known, the expected reward
