@@ -413,3 +413,17 @@ def test_a_reloaded_model_goes_on_learning_exactly_like_the_original(vw_args: st
     for example in examples[300:]:
         # learn_lines returns the pmf before the update: every step is compared.
         assert reloaded.learn_lines(lines(example)) == original.learn_lines(lines(example))
+
+
+def test_predicting_changes_nothing_a_learner_will_learn() -> None:
+    """The in-process anchor serves from the learning workspace itself
+    (``run_in_process(release_every=1)``): that is only the same learner if VW's
+    predict leaves its state alone."""
+    featurize = CachedFeaturizer()
+    quiet, asked = VWPolicy(DEFAULT_VW_ARGS), VWPolicy(DEFAULT_VW_ARGS)
+    for example in synthetic(400, seed=5):
+        d = example.decision
+        lines = featurize.example(d.context, d.persona, d.actions)
+        asked.predict_lines(lines)
+        labelled = labelled_lines(lines, d.chosen_index, example.reward, d.chosen_probability)
+        assert asked.learn_lines(labelled) == quiet.learn_lines(labelled)
