@@ -389,8 +389,9 @@ async def test_the_runner_releases_every_n_examples_whatever_the_batch(
 @pytest.mark.parametrize(
     "vw_args",
     [
-        "--cb_explore_adf --squarecb -q ca -q ua",
-        "--cb_explore_adf --squarecb --cubic cca -q ca",
+        DEFAULT_VW_ARGS,  # --gamma_scale too must survive the file, or served copies explore
+        "--cb_explore_adf --squarecb -q ca -q ua",  # differently from the learner
+        "--cb_explore_adf --squarecb --cubic cca -q ca -l 1 --power_t 0.3",
         "--cb_explore_adf --epsilon 0.1",
     ],
 )
