@@ -204,3 +204,22 @@ def test_a_failed_batch_fails_every_caller_in_it_and_the_next_batch_still_goes()
 
     assert all(isinstance(f, Unavailable) for f in failed)
     assert after.existed is False and after.value == b"after"
+
+
+@pytest.mark.parametrize("callers", [1, 2, 3, 8])
+def test_callers_that_append_again_at_once_are_never_left_waiting(callers: int) -> None:
+    """Like decision callers in a loop: each appends again as soon as it is answered."""
+    log = _CountingLog()
+    writer = _writer(log)
+
+    async def caller(k: int) -> int:
+        for i in range(30):
+            await writer.append_one(_decision(f"c{k}-{i}"))
+        return k
+
+    async def run() -> list[int]:
+        running = asyncio.gather(*(caller(k) for k in range(callers)))
+        return await asyncio.wait_for(running, timeout=30)  # a lost record hangs: fail instead
+
+    assert asyncio.run(run()) == list(range(callers))
+    assert sum(log.calls) == 30 * callers
