@@ -8,7 +8,8 @@ same traffic (same shop, seed, window and delays) to the anchor:
 featurizer, learning each decision when its window closes and serving from the
 freshest model (``release_every=1``). Prints one markdown table per shop: gap closed
 (uniform random -> oracle) through the API and by the anchor, their ratio, the
-service's releases swapped in, and the median and worst ratio over the seeds.
+service's releases and swaps, the simulator's wall-clock rate (the served model's lag
+in examples grows with it), and the median and worst ratio over the seeds.
 
     nice -n 10 .venv/bin/python bench/learning.py            # 5 seeds x 2 shops, ~15 min
     nice -n 10 .venv/bin/python bench/learning.py --seeds 7 --shops seasons
@@ -43,6 +44,7 @@ class Row:
     swaps: float | None
     releases: int | None
     wall: float
+    decisions: int
 
     @property
     def ratio(self) -> float:
@@ -85,30 +87,39 @@ async def one_run(shop: str, seed: int, decisions: int, env: dict[str, str], vw_
     anchor = run_in_process(vw_args, decisions, seed, release_every=1, shop=shop)
     version = model.get("version") if isinstance(model, dict) else None
     return Row(
-        shop, seed, report.gap_closed, anchor.gap_closed, swaps, version, report.wall_seconds
+        shop,
+        seed,
+        report.gap_closed,
+        anchor.gap_closed,
+        swaps,
+        version,
+        report.wall_seconds,
+        report.decisions,
     )
 
 
 def table(rows: list[Row]) -> str:
     """The markdown table of one shop's rows, with the median and worst ratio."""
     out = [
-        "| seed | API gap closed | anchor gap closed | API / anchor | releases | swaps/s |",
-        "|---|---|---|---|---|---|",
+        "| seed | API gap closed | anchor gap closed | API / anchor | releases | swaps/s "
+        "| decisions/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         rate = f"{r.swaps / r.wall:.1f}" if r.swaps is not None and r.wall > 0 else "-"
         out.append(
-            f"| {r.seed} | {r.api:.3f} | {r.anchor:.3f} | {r.ratio:.3f} | {r.releases} | {rate} |"
+            f"| {r.seed} | {r.api:.3f} | {r.anchor:.3f} | {r.ratio:.3f} | {r.releases} | {rate} "
+            f"| {r.decisions / r.wall:.0f} |"
         )
     ratios = [r.ratio for r in rows]
     out.append(
         f"| **median** | {statistics.median(r.api for r in rows):.3f} "
         f"| {statistics.median(r.anchor for r in rows):.3f} | **{statistics.median(ratios):.3f}** "
-        "| | |"
+        "| | | |"
     )
     worst = min(rows, key=lambda r: r.ratio)
     out.append(f"| **worst** (seed {worst.seed}) | {worst.api:.3f} | {worst.anchor:.3f} "
-               f"| **{worst.ratio:.3f}** | | |")  # fmt: skip
+               f"| **{worst.ratio:.3f}** | | | |")  # fmt: skip
     return "\n".join(out)
 
 
