@@ -54,11 +54,12 @@ class Settings(BaseSettings):
     # Models: how often the decision service looks for a new release (a manifest read).
     model_poll_seconds: float = 0.1
     # At most one hot swap per decision point in this many seconds (a first trained model
-    # replaces an untrained one at once). Building a VW workspace holds the GIL for ~5 ms
-    # on a free core (15-27 ms on a busy one), stalling the requests in flight: at most
-    # 2 swaps a second keeps that near 1 % of the time, while the served model trails the
-    # learner by at most ~0.5 s of traffic (docs/benchmarks.md, Learning).
-    model_swap_min_seconds: float = 0.5
+    # replaces an untrained one at once). Building a VW workspace holds the GIL for 4-9 ms,
+    # stalling the requests in flight (once a second delays ~1.6 % of them at 1,000
+    # decisions/s with 16 in flight, docs/benchmarks.md). Learning does not need more:
+    # served models up to ~800 examples behind the learner kept parity with raw VW on
+    # both simulated shops (docs/benchmarks.md, Learning).
+    model_swap_min_seconds: float = 1.0
     # The learner releases every this many learned examples (cut exactly, whatever the
     # read batch), or after this long with any new example (quiet traffic).
     release_every_examples: int = 50
