@@ -10,7 +10,8 @@ Building a workspace holds the GIL for ~15 ms (pylibvw does not release it), so
 every swap stalls the requests in flight that long even from a thread. Hence at
 most one swap per decision point per ``min_swap_seconds``: a learner releasing
 every second would otherwise cost the p99. The first trained model replaces an
-untrained one at once.
+untrained one at once, and a release that learned from at least twice the examples
+of the served model is swapped in at once too (early on, when models change most).
 
 A release is served only if its ``vw_args`` equal the decision point's current
 configuration: after an operator changes the arguments, an old model trained
@@ -156,8 +157,13 @@ class ModelRegistry:
             and served.release is not None
             and served.vw_args == config.vw_args
             and self.clock.monotonic() - self._swapped_at[config.name] < self.min_swap_seconds
+            and release.examples_learned < max(1, 2 * served.release.examples_learned)
         ):
-            return False  # swapped recently; the store keeps the newest, a later poll takes it
+            # Swapped recently; the store keeps the newest, a later poll takes it. Unless
+            # the release learned from twice the examples the served model did: a young
+            # model improves fastest, and a second of fast traffic served by the model of
+            # the first 50 examples costs more than a swap (at most log2(N) such swaps).
+            return False
         return (
             served is None
             or served.release is None

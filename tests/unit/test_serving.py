@@ -218,3 +218,20 @@ def test_swaps_are_rate_limited_but_the_first_trained_model_is_served_at_once(
     h.clock.advance(5.0)
     refresh(registry.refresh, DP)
     assert h.decide()["model_version"] == "2"
+
+
+def test_a_release_with_twice_the_examples_skips_the_swap_limit(
+    make_harness: HarnessFactory,
+) -> None:
+    """Early on a model improves fastest: a release that learned from twice the served
+    model's examples is served at once; smaller steps wait for the swap interval."""
+    h = make_harness(model_swap_min_seconds=5.0)
+    registry: ModelRegistry = h.app.state.registry
+    refresh = h.client.portal.call  # type: ignore[union-attr]
+    for version, examples, served in ((1, 50, "1"), (2, 99, "1"), (3, 100, "3"), (4, 150, "3")):
+        h.publish(
+            release(version, VW_ARGS, examples_learned=examples),
+            trained_model(VW_ARGS, favourite=version % 2),
+        )
+        refresh(registry.refresh, DP)
+        assert h.decide()["model_version"] == served, (version, examples)
