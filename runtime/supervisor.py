@@ -154,6 +154,7 @@ class Supervisor:
         if self.failed is not None:
             log.error("%s", self.failed)
             return 1
+        log.info("stopped: every worker drained")
         return 0
 
     def pids(self) -> dict[str, int]:
