@@ -42,8 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -52,6 +51,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the integration tests' server helpers
 
 from aiokafka import TopicPartition  # noqa: E402
+from kafka_traffic import (  # noqa: E402  bench/kafka_traffic.py, beside this script
+    DP,
+    WINDOW,
+    Clockwork,
+    append_all,
+    decision,
+    ticks,
+)
 
 from learnloop.decision_point_store_redis import RedisDecisionPointStore  # noqa: E402
 from learnloop.decision_points import load_config_file  # noqa: E402
@@ -62,73 +69,14 @@ from learnloop.kafka.sink import KafkaEventSink  # noqa: E402
 from learnloop.kafka.topics import (  # noqa: E402
     TopicNames,
     ensure_kafka_topics,
-    partition_of,
 )
 from learnloop.modelstore.redis import RedisModelStore  # noqa: E402
 from learnloop.settings import Settings  # noqa: E402
 from online_learner.kafka_runner import KafkaLearnerRunner  # noqa: E402
 from runtime.distributed import running_api  # noqa: E402
 from runtime.processes import LearnloopProcess, settings_env  # noqa: E402
-from schemas.events import DecisionEvent, JoinedExample, OutcomeEvent  # noqa: E402
-from schemas.features import Action, Context  # noqa: E402
+from schemas.events import JoinedExample, OutcomeEvent  # noqa: E402
 from tests.integration.servers import ServerProcess, start_redis, start_tansu  # noqa: E402
-
-DP = "home_products"  # the shipped default: 4 actions, 20 s window
-ACTIONS = [Action(id=a) for a in ("category1", "category2", "bestsellers", "trending")]
-WINDOW = timedelta(seconds=20)
-
-
-class Clockwork:
-    """Event time for the generated traffic: always after the last tick, so no event is late."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=UTC)
-
-    def after(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
-
-
-def decision(event_id: str, session: str, at: datetime) -> DecisionEvent:
-    return DecisionEvent(
-        event_id=event_id,
-        timestamp=at,
-        decision_point=DP,
-        context=Context(session_id=session, features={"page": "home", "hour": at.hour}),
-        persona="visitor",
-        actions=ACTIONS,
-        chosen_index=hash(event_id) % len(ACTIONS),
-        probabilities=[0.25] * 4,
-        model_version="0",
-    )
-
-
-def ticks(partitions: Iterable[int], count: int, at: datetime) -> list[OutcomeEvent]:
-    """One session-only outcome of an unmapped type per partition: it moves that
-    partition's stream time to ``at`` and so closes every window that ends before it."""
-    wanted, n = set(partitions), 0
-    found: dict[int, str] = {}
-    while not wanted <= found.keys():
-        session = f"tick-{n}"
-        found.setdefault(partition_of(session, count), session)
-        n += 1
-    return [
-        OutcomeEvent(
-            outcome_id=f"tick-{uuid.uuid4().hex}", session_id=found[p], type="tick", timestamp=at
-        )
-        for p in sorted(wanted)
-    ]
-
-
-async def append_all(sink: KafkaEventSink, events: list, concurrency: int) -> None:  # type: ignore[type-arg]
-    """Append ``events`` in order of submission, ``concurrency`` appends in flight."""
-    queue = iter(events)
-
-    async def worker() -> None:
-        for event in queue:
-            await sink.append([codec.to_append(event)])
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 async def learned(models: RedisModelStore) -> int:
