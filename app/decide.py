@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from hashlib import blake2b
 
 from opentelemetry.context import Context as TraceContext
 
@@ -30,7 +29,7 @@ from learnloop.clock import Clock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.errors import Conflict, InvalidInput, NotFound
 from learnloop.eventlog.base import Append, Streams
-from learnloop.policy import draw
+from learnloop.policy import draw, uniforms_for
 from learnloop.telemetry import Spans, current_traceparent
 from schemas.api import DecisionRequest
 from schemas.config import DecisionPointConfig
@@ -47,28 +46,10 @@ class Choice:
     probabilities: list[float]
 
 
-_UNIT = 2.0**-53  # 53 random bits -> a float in [0, 1), as random.random() makes them
-
-
-def uniforms_for(event_id: str) -> tuple[float, float]:
-    """Two independent uniforms in [0, 1), a pure function of ``event_id``.
-
-    >>> uniforms_for("e1") == uniforms_for("e1") != uniforms_for("e2")
-    True
-    >>> all(0.0 <= u < 1.0 for u in uniforms_for("e1"))
-    True
-    """
-    bits = int.from_bytes(blake2b(event_id.encode(), digest_size=16).digest(), "big")
-    return (bits >> 75) * _UNIT, ((bits >> 11) & (2**53 - 1)) * _UNIT
-
-
 def choose(model_pmf: Sequence[float], baseline_share: float, event_id: str) -> Choice:
-    """Pick the arm, then the action, with two uniforms drawn from the event id (reproducible).
-
-    Both come from one 128-bit BLAKE2b digest of the id (:func:`uniforms_for`):
-    seeding a ``random.Random`` per decision, as before, cost ~11 µs, more than
-    everything else in this function. The baseline arm is uniform over the
-    actions, the learned arm follows the model. The logged probabilities are the
+    """Pick the arm, then the action, with the two uniforms of the event id
+    (:func:`~learnloop.policy.uniforms_for`, reproducible). The baseline arm is uniform
+    over the actions, the learned arm follows the model. The logged probabilities are the
     mixture ``share/n + (1-share)*pmf``: the real chance each action had, so
     off-policy estimates stay unbiased.
 

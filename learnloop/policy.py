@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import random
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -114,9 +113,21 @@ class VWPolicy(Policy):
         self._ws.finish()
 
 
-def seed_for(event_id: str) -> int:
-    """A stable 64-bit seed from an event id (``hash()`` is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
+_UNIT = 2.0**-53  # 53 random bits -> a float in [0, 1), as random.random() makes them
+
+
+def uniforms_for(event_id: str) -> tuple[float, float]:
+    """Two independent uniforms in [0, 1), a pure function of ``event_id``: the decision
+    service's arm draw and action draw (one BLAKE2b digest; seeding a ``random.Random``
+    per decision cost ~11 µs).
+
+    >>> uniforms_for("e1") == uniforms_for("e1") != uniforms_for("e2")
+    True
+    >>> all(0.0 <= u < 1.0 for u in uniforms_for("e1"))
+    True
+    """
+    bits = int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=16).digest(), "big")
+    return (bits >> 75) * _UNIT, ((bits >> 11) & (2**53 - 1)) * _UNIT
 
 
 def draw(pmf: Sequence[float], u: float) -> int:
@@ -135,5 +146,7 @@ def draw(pmf: Sequence[float], u: float) -> int:
 
 
 def sample(pmf: Sequence[float], event_id: str) -> int:
-    """Draw an action index from ``pmf`` with an RNG seeded by the event id (reproducible)."""
-    return draw(pmf, random.Random(seed_for(event_id)).random())
+    """Draw an action index from ``pmf`` for ``event_id`` (reproducible): the same draw
+    the decision service's learned arm makes, so an in-process replay of the same
+    event ids picks the same actions."""
+    return draw(pmf, uniforms_for(event_id)[1])
