@@ -9,72 +9,33 @@ import asyncio
 import logging
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
 from learnloop.errors import LearnloopError
-from learnloop.settings import Settings
+from runtime import cli_dataset, cli_models, cli_offline  # noqa: F401  (they register commands)
+from runtime.cli_common import (
+    BackendOpt,
+    ConfigOpt,
+    DataOpt,
+    HostOpt,
+    PortOpt,
+    console,
+    dataset_app,
+    load_settings,
+    models_app,
+    offline_app,
+    setup_logging,
+)
+from runtime.cli_common import run as _run
 from runtime.processes import settings_env
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console(stderr=True)
-
-HostOpt = Annotated[
-    str | None, typer.Option(help="Interface to bind [env LEARNLOOP_HOST; 127.0.0.1]")
-]
-PortOpt = Annotated[int | None, typer.Option(help="Port [env LEARNLOOP_PORT; 8000]")]
-DataOpt = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="Event log and models [env LEARNLOOP_DATA_DIR; ./data]"),
-]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", help="TOML file of decision points [env LEARNLOOP_CONFIG; shipped defaults]"
-    ),
-]
-BackendOpt = Annotated[
-    str | None, typer.Option(help="embedded (one process) or kafka [env LEARNLOOP_BACKEND]")
-]
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment, with the flags that were given on top."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        console.print(f"[red]invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from exc
-
-
-def _setup_logging(log_level: str) -> None:
-    """Log lines go to stderr at ``log_level`` (services: ``LEARNLOOP_LOG_LEVEL``), each
-    with the pid, since several processes of one service share the terminal."""
-    logging.basicConfig(
-        level=log_level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
-    )
-
-
-def _run(coro: Any, log_level: str = "WARNING") -> None:
-    """Run a service coroutine on uvloop when it is installed (about half the event-loop
-    cost of asyncio's own loop for an HTTP server), else on asyncio's loop."""
-    _setup_logging(log_level)
-    try:
-        import uvloop
-    except ImportError:
-        runner: Any = asyncio.run
-    else:
-        runner = uvloop.run
-    try:
-        runner(coro)
-    except LearnloopError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    except KeyboardInterrupt:
-        pass
+cli.add_typer(dataset_app, name="dataset")
+cli.add_typer(offline_app, name="offline")
+cli.add_typer(models_app, name="models")
 
 
 WorkersOpt = Annotated[
@@ -105,7 +66,7 @@ def serve(
     settings = load_settings(
         host=host, port=port, data_dir=data_dir, config=config, backend=backend, workers=workers
     )
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level)
     if settings.backend == "embedded":
         from runtime.embedded import prepare_data_dir
 
