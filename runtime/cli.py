@@ -15,7 +15,14 @@ import typer
 from rich.console import Console
 
 from learnloop.errors import LearnloopError
-from runtime import cli_dataset, cli_models, cli_offline  # noqa: F401  (they register commands)
+from runtime import (  # noqa: F401  (they register their commands)
+    cli_dataset,
+    cli_importance,
+    cli_models,
+    cli_offline,
+    cli_promote,
+    cli_rejoin,
+)
 from runtime.cli_common import (
     BackendOpt,
     ConfigOpt,
