@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Estimate:
     >>> e = Estimate("ips", 0.5, 0.4, 0.6, 0.95, "normal", 100, 80.0, 3.0)
     >>> e.contains(0.45), e.width
     (True, 0.19999999999999996)
+    >>> e.to_dict()["estimator"], e.to_dict()["n"]
+    ('ips', 100)
     """
 
     estimator: str
@@ -61,3 +63,7 @@ class Estimate:
     def contains(self, value: float) -> bool:
         """Whether ``value`` lies inside the closed confidence interval."""
         return self.lower <= value <= self.upper
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        """The JSON-able payload form every result (evaluation, search, importance) uses."""
+        return asdict(self)
