@@ -11,7 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import Arm, EventId, UtcTime
+from schemas.audit import ModelAuditRecord
+from schemas.events import Arm, EventId, ModelRelease, UtcTime
 from schemas.features import NAME_PATTERN, ActionList, Context, FiniteNumber
 
 DecisionPointName = Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -117,3 +118,30 @@ class HealthStatus(BaseModel):
 
     status: Literal["ok", "ready"]
     pid: int | None = None
+
+
+class StoredRelease(BaseModel):
+    """One entry of a decision point's release history; ``model_kept`` says whether
+    its model bytes are still stored (a rollback can only restore those)."""
+
+    release: ModelRelease
+    model_kept: bool
+
+
+class ReleaseHistory(BaseModel):
+    """``GET /v1/models/{decision_point}/releases``: the releases, newest first, and the
+    audit trail of promotions and rollbacks, newest first."""
+
+    decision_point: str
+    releases: list[StoredRelease]
+    audit: list[ModelAuditRecord] = Field(default_factory=list)
+
+
+class RollbackRequest(BaseModel):
+    """``POST /v1/models/{decision_point}/rollback``: the version to restore (default: the
+    release before the current one) and who asks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    to_version: int | None = Field(default=None, ge=1)
+    by: str | None = Field(default=None, min_length=1, max_length=256)

@@ -23,6 +23,8 @@ SCHEMA_VERSION = 1
 
 Arm = Literal["learned", "baseline", "apprentice"]
 CloseReason = Literal["outcome", "default", "direct"]
+ReleaseSource = Literal["online", "promotion", "rollback"]
+"""Who made a model release: the online learner, ``learnloop offline promote``, or a rollback."""
 EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 
@@ -108,7 +110,12 @@ class JoinedExample(_Event):
 
 
 class ModelRelease(_Event):
-    """A trained policy for one decision point, published to the model store."""
+    """A trained policy for one decision point, published to the model store.
+
+    ``source`` says who made it (manifests written before it existed load as
+    ``"online"``); a rollback names the version whose model it republishes in
+    ``restores_version``; a promotion or rollback names its audit record.
+    """
 
     event_id: EventId
     decision_point: str
@@ -118,6 +125,9 @@ class ModelRelease(_Event):
     examples_learned: int = 0
     last_offset: int = -1
     metrics: dict[str, float] = Field(default_factory=dict)
+    source: ReleaseSource = "online"
+    restores_version: int | None = None
+    audit_id: EventId | None = None
 
 
 JoinInput = DecisionEvent | OutcomeEvent | RewardEvent | ActivationEvent

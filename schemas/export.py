@@ -20,9 +20,12 @@ from schemas.api import (
     ModelInfo,
     OutcomeRequest,
     OutcomesAccepted,
+    ReleaseHistory,
     RewardAccepted,
     RewardRequest,
+    RollbackRequest,
 )
+from schemas.audit import ModelAuditRecord
 from schemas.config import DecisionPointConfig, DecisionPointUpdate
 from schemas.events import (
     ActivationEvent,
@@ -44,6 +47,8 @@ MODELS: tuple[type[BaseModel], ...] = (
     RewardAccepted,
     ActivationAccepted,
     ModelInfo,
+    ReleaseHistory,
+    RollbackRequest,
     HealthStatus,
     DecisionEvent,
     OutcomeEvent,
@@ -51,6 +56,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     ActivationEvent,
     JoinedExample,
     ModelRelease,
+    ModelAuditRecord,
     DecisionPointConfig,
     DecisionPointUpdate,
 )
