@@ -22,6 +22,7 @@ from offline_learner.estimators.inputs import OffPolicyData
 from offline_learner.estimators.ips import IPS
 from offline_learner.estimators.sndr import SNDR
 from offline_learner.estimators.snips import SNIPS
+from offline_learner.estimators.streaming import StreamingEstimates
 from offline_learner.estimators.switch_dr import SwitchDR
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Estimator",
     "ModelTerms",
     "OffPolicyData",
+    "StreamingEstimates",
     "SwitchDR",
     "cressie_read_interval",
     "model_terms",
