@@ -6,35 +6,56 @@ Layout, one directory per decision point::
       home_products/
         00000041.vw        model bytes of release 41
         00000042.vw        model bytes of release 42
+        00000042.pin       release 42 is a promotion or rollback: never pruned
         manifest.json      the current ModelRelease (points at 00000042.vw)
+        history.jsonl      every release ever published, oldest first, one JSON line each
+        .lock              held (flock) by the one process publishing right now
 
 ``publish`` makes the model file durable first (temp file, fsync, rename,
 fsync the directory) and only then swaps the manifest the same way, so a
 reader -- another process polling ``current()`` -- never sees a manifest that
-names a missing or half-written model. The newest ``keep`` model files are
-kept (so a reader that just read the previous manifest can still load it);
-older ones are deleted.
+names a missing or half-written model; then it appends the release to the
+history (fsynced; a torn last line left by a crash is ignored, and a current
+release missing from the history is shown at its top). The newest ``keep``
+model files are kept (so a reader that just read the previous manifest can
+still load it), and every pinned one (a promotion or rollback, so a rollback
+target of interest survives); older ones are deleted.
 
-One writer per root: ``publish`` refuses a version that is not newer than the
-current one (two learners writing the same directory is a misconfiguration).
+Writers: the online learner and, now and then, ``learnloop offline promote`` or
+``learnloop models rollback`` from another process. ``publish`` holds an
+exclusive ``flock`` on the directory's ``.lock`` from reading the current
+version to the end, and refuses a version that is not newer than the current
+one with :class:`Conflict` (the loser reads ``current()`` again).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import logging
 import os
 import re
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import ValidationError
 
 from learnloop.errors import Conflict, InvalidInput, NotFound, Unavailable
+from learnloop.modelstore.base import PINNED_SOURCES, with_current
+from schemas.api import StoredRelease
 from schemas.events import ModelRelease
 
+logger = logging.getLogger(__name__)
+
 MANIFEST = "manifest.json"
+HISTORY = "history.jsonl"
+LOCK = ".lock"
+_PIN_FILE = re.compile(r"^(\d{8,})\.pin$")
+_TAIL_CHUNK = 64 * 1024
 _MODEL_FILE = re.compile(r"^(\d{8,})\.vw$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
 _TMP_SUFFIX = ".tmp"
@@ -106,35 +127,83 @@ class LocalModelStore:
         directory = self._dir(release.decision_point)
         with self._write_lock:
             directory.mkdir(parents=True, exist_ok=True)
-            current = self._read_manifest(release.decision_point)
-            if current is not None and release.version <= current.version:
-                raise Conflict(
-                    f"model release {release.decision_point} v{release.version} is not newer than "
-                    f"the current v{current.version}: is another learner writing to {self.root}?"
-                )
-            path = self.model_path(release.decision_point, release.version)
-            _write_atomic(path, model)  # 1. model bytes durable
-            stored = release.model_copy(update={"model_location": path.resolve().as_uri()})
-            _write_atomic(directory / MANIFEST, stored.model_dump_json().encode())  # 2. swap
-            self._prune(directory, release.version)
-            return stored
+            with open(directory / LOCK, "a+b") as lock:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes
+                return self._publish_locked(directory, release, model)
+
+    def _publish_locked(self, directory: Path, release: ModelRelease, model: bytes) -> ModelRelease:
+        self._cache.pop(release.decision_point, None)  # another process may have swapped it
+        current = self._read_manifest(release.decision_point)
+        if current is not None and release.version <= current.version:
+            raise Conflict(
+                f"model release {release.decision_point} v{release.version} is not newer than "
+                f"the current v{current.version} ({current.source}): read current() again"
+            )
+        path = self.model_path(release.decision_point, release.version)
+        if release.source in PINNED_SOURCES:
+            _write_atomic(path.with_suffix(".pin"), b"")  # 0. never pruned
+        _write_atomic(path, model)  # 1. model bytes durable
+        stored = release.model_copy(update={"model_location": path.resolve().as_uri()})
+        _write_atomic(directory / MANIFEST, stored.model_dump_json().encode())  # 2. swap
+        self._append_history(directory, stored)  # 3. history
+        self._prune(directory, release.version)
+        return stored
+
+    @staticmethod
+    def _append_history(directory: Path, release: ModelRelease) -> None:
+        path = directory / HISTORY
+        with open(path, "ab") as handle:
+            if handle.tell() > 0:
+                # A crash may have torn the last line: start ours on a fresh one.
+                with open(path, "rb") as reader:
+                    reader.seek(-1, os.SEEK_END)
+                    if reader.read(1) != b"\n":
+                        handle.write(b"\n")
+            handle.write(release.model_dump_json().encode() + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def _prune(self, directory: Path, current_version: int) -> None:
-        """Delete model files beyond the newest ``keep`` and temp files left by crashes."""
+        """Delete model files beyond the newest ``keep`` but the pinned ones, and temp
+        files left by crashes."""
         versions: list[int] = []
+        pinned: set[int] = set()
         for entry in os.scandir(directory):
             match = _MODEL_FILE.match(entry.name)
             if match:
                 versions.append(int(match.group(1)))
+            elif pin := _PIN_FILE.match(entry.name):
+                pinned.add(int(pin.group(1)))
             elif entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX):
                 # Only the writer (we hold the lock) creates temp files: these are crash debris.
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
         versions.sort(reverse=True)
         for version in versions[self.keep :]:
-            if version != current_version:
+            if version != current_version and version not in pinned:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(directory / f"{version:08d}.vw")
+
+    async def history(self, decision_point: str, limit: int | None = None) -> list[StoredRelease]:
+        """The releases, newest first, read from the end of ``history.jsonl``."""
+        return await asyncio.to_thread(self._history_sync, decision_point, limit)
+
+    def _history_sync(self, decision_point: str, limit: int | None) -> list[StoredRelease]:
+        directory = self._dir(decision_point)
+        releases: list[ModelRelease] = []
+        for line in _lines_from_end(directory / HISTORY):
+            if limit is not None and len(releases) >= limit:
+                break
+            try:
+                releases.append(ModelRelease.model_validate_json(line))
+            except ValidationError:
+                logger.warning("ignored a torn or invalid line in %s", directory / HISTORY)
+        history = [
+            StoredRelease(release=r, model_kept=self.model_path(decision_point, r.version).exists())
+            for r in releases
+        ]
+        merged = with_current(history, self._read_manifest(decision_point))
+        return merged[:limit] if limit is not None else merged
 
     async def current(self, decision_point: str) -> ModelRelease | None:
         """The current release; the manifest is re-parsed only when its file changed."""
@@ -178,3 +247,36 @@ class LocalModelStore:
 
     async def close(self) -> None:
         return None
+
+
+def _lines_from_end(path: Path) -> list[bytes] | _ReverseLines:
+    """The non-empty lines of ``path``, last first, read in chunks from its end."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115  (closed by the iterator)
+    except FileNotFoundError:
+        return []
+    return _ReverseLines(handle)
+
+
+class _ReverseLines:
+    """Iterates a file's lines backwards without reading all of it (history can grow long)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self.handle = handle
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self.handle as handle:
+            position = handle.seek(0, os.SEEK_END)
+            rest = b""
+            while position > 0:
+                size = min(_TAIL_CHUNK, position)
+                position -= size
+                handle.seek(position)
+                block = handle.read(size) + rest
+                lines = block.split(b"\n")
+                rest = lines[0]  # may continue in the previous chunk
+                for line in reversed(lines[1:]):
+                    if line.strip():
+                        yield line
+            if rest.strip():
+                yield rest

@@ -5,10 +5,13 @@ Layout, under a prefix (``Settings.redis_prefix``):
 - ``{prefix}model:{decision_point}:{version}`` — the model bytes;
 - ``{prefix}manifest:{decision_point}`` — the current :class:`ModelRelease` as JSON;
 - ``{prefix}models:{decision_point}`` — sorted set of the stored versions (for pruning);
+- ``{prefix}pinned:{decision_point}`` — set of versions never pruned (promotions, rollbacks);
+- ``{prefix}history:{decision_point}`` — list of every release's JSON, newest first
+  (trimmed to the newest ``history_keep``);
 - channel ``{prefix}releases`` — ``{"decision_point": ..., "version": ...}`` after each swap.
 
-The bytes, the manifest, the version index and the notification are written in
-one MULTI/EXEC transaction, so a reader never sees a manifest whose model is
+The bytes, the manifest, the version index, the history entry and the notification
+are written in one MULTI/EXEC transaction, so a reader never sees a manifest whose model is
 missing, and a subscriber that receives the notification already reads the new
 manifest. The transaction WATCHes the manifest: a release that is not newer than
 the current one is refused with :class:`~learnloop.errors.Conflict` (two learners
@@ -28,6 +31,8 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError, WatchError
 
 from learnloop.errors import Conflict, InvalidInput, NotFound, Unavailable
+from learnloop.modelstore.base import PINNED_SOURCES, with_current
+from schemas.api import StoredRelease
 from schemas.events import ModelRelease
 
 logger = logging.getLogger(__name__)
@@ -47,14 +52,24 @@ class RedisModelStore:
         Prefix of every key and of the notification channel.
     keep
         Model versions kept per decision point (at least 2, so a reader that has just
-        read the previous manifest can still load its model).
+        read the previous manifest can still load its model), besides the pinned ones.
+    history_keep
+        Releases remembered in the history per decision point (an online learner
+        releasing every second makes 86,400 a day; each entry is about 1 kB).
     """
 
     def __init__(
-        self, redis: aioredis.Redis | str, prefix: str = "learnloop:", keep: int = 5
+        self,
+        redis: aioredis.Redis | str,
+        prefix: str = "learnloop:",
+        keep: int = 5,
+        history_keep: int = 10_000,
     ) -> None:
         if keep < 2:
             raise InvalidInput(f"keep={keep}: keep at least 2 model versions per decision point")
+        if history_keep < 1:
+            raise InvalidInput(f"history_keep={history_keep}: keep at least 1 history entry")
+        self.history_keep = history_keep
         self._owns_client = isinstance(redis, str)
         self.redis = aioredis.Redis.from_url(redis) if isinstance(redis, str) else redis
         self.prefix = prefix
@@ -70,6 +85,12 @@ class RedisModelStore:
 
     def index_key(self, decision_point: str) -> str:
         return f"{self.prefix}models:{decision_point}"
+
+    def pinned_key(self, decision_point: str) -> str:
+        return f"{self.prefix}pinned:{decision_point}"
+
+    def history_key(self, decision_point: str) -> str:
+        return f"{self.prefix}history:{decision_point}"
 
     @property
     def channel(self) -> str:
@@ -101,9 +122,14 @@ class RedisModelStore:
                                 f"v{current.version}: is another learner publishing {dp}?"
                             )
                         pipe.multi()  # type: ignore[no-untyped-call]
+                        manifest = stored.model_dump_json()
                         pipe.set(self.model_key(dp, version), model)
-                        pipe.set(self.manifest_key(dp), stored.model_dump_json())
+                        pipe.set(self.manifest_key(dp), manifest)
                         pipe.zadd(self.index_key(dp), {str(version): version})
+                        if release.source in PINNED_SOURCES:
+                            pipe.sadd(self.pinned_key(dp), str(version))
+                        pipe.lpush(self.history_key(dp), manifest)
+                        pipe.ltrim(self.history_key(dp), 0, self.history_keep - 1)
                         pipe.publish(self.channel, note)
                         await pipe.execute()
                         break
@@ -115,10 +141,13 @@ class RedisModelStore:
         return stored
 
     async def _prune(self, decision_point: str, current_version: int) -> None:
-        """Delete the versions beyond the newest ``keep`` (never the current one)."""
+        """Delete the versions beyond the newest ``keep`` (never the current or a pinned one)."""
         index = self.index_key(decision_point)
         old = await self.redis.zrevrange(index, self.keep, -1)
-        versions = [int(v) for v in old if int(v) != current_version]  # type: ignore[arg-type]
+        members = await self.redis.smembers(self.pinned_key(decision_point))
+        pinned = {int(v) for v in members}
+        stored = [int(v) for v in old]  # type: ignore[arg-type]
+        versions = [v for v in stored if v != current_version and v not in pinned]
         if versions:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(*(self.model_key(decision_point, v) for v in versions))
@@ -157,6 +186,30 @@ class RedisModelStore:
                 f"(only the newest {self.keep} are kept): read current() again and load that"
             )
         return data if isinstance(data, bytes) else data.encode()
+
+    async def history(self, decision_point: str, limit: int | None = None) -> list[StoredRelease]:
+        """The releases, newest first, each saying whether its model bytes are still stored."""
+        stop = -1 if limit is None else max(0, limit - 1)
+        if limit == 0:
+            return []
+        try:
+            raw = await self.redis.lrange(self.history_key(decision_point), 0, stop)
+            releases = [self._parse(decision_point, item) for item in raw]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for r in releases:
+                    pipe.exists(self.model_key(decision_point, r.version))
+                kept = await pipe.execute() if releases else []
+            current = await self.current(decision_point)
+        except (RedisError, OSError) as exc:
+            raise Unavailable(
+                f"cannot read the {decision_point} release history from Redis: {exc}"
+            ) from exc
+        history = [
+            StoredRelease(release=r, model_kept=bool(k))
+            for r, k in zip(releases, kept, strict=True)
+        ]
+        merged = with_current(history, current)
+        return merged[:limit] if limit is not None else merged
 
     async def watch(self) -> AsyncIterator[tuple[str, int]]:
         """Yield ``(decision_point, version)`` for every release published from now on.

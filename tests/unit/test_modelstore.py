@@ -140,7 +140,14 @@ async def test_local_store_layout_and_pruning(tmp_path: Path) -> None:
     for version in range(1, 8):
         await store.publish(release(version), model_bytes(version))
     files = sorted(os.listdir(tmp_path / "home"))
-    assert files == ["00000005.vw", "00000006.vw", "00000007.vw", "manifest.json"]
+    assert files == [
+        ".lock",
+        "00000005.vw",
+        "00000006.vw",
+        "00000007.vw",
+        "history.jsonl",
+        "manifest.json",
+    ]
     with pytest.raises(NotFound, match="newest 3"):
         await store.load(release(2))
 
