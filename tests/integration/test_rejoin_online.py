@@ -12,19 +12,23 @@ every window closes by event time.
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from join_service.embedded_runner import EmbeddedJoinRunner
 from learnloop.clock import FakeClock
-from learnloop.decision_points import MemoryDecisionPointStore
+from learnloop.decision_point_store import FILE_NAME as DECISION_POINTS_FILE
+from learnloop.decision_point_store import SqliteDecisionPointStore
 from learnloop.eventlog import Append, SqliteEventLog, Streams
 from learnloop.streams import stream_of
 from offline_learner.rejoin import EventLogReader, raw_events, rejoin, what_if
+from runtime.cli import cli
 from schemas import Context, DecisionEvent, JoinInput, OutcomeEvent
 from tests.integration.join_traffic import CONFIGS, T0, recorded_stream
 
@@ -61,9 +65,11 @@ def _crafted() -> list[JoinInput]:
     ]  # fmt: skip
 
 
-def _runner(events: SqliteEventLog, clock: FakeClock) -> EmbeddedJoinRunner:
+def _runner(
+    events: SqliteEventLog, points: SqliteDecisionPointStore, clock: FakeClock
+) -> EmbeddedJoinRunner:
     return EmbeddedJoinRunner(
-        events, MemoryDecisionPointStore(list(CONFIGS)), clock=clock, batch_size=37,
+        events, points, clock=clock, batch_size=37,
         checkpoint_seconds=3_600,  # the clock stands still: checkpoints only when asked
     )  # fmt: skip
 
@@ -71,9 +77,11 @@ def _runner(events: SqliteEventLog, clock: FakeClock) -> EmbeddedJoinRunner:
 async def _run_online(data_dir: Path, stream: list[JoinInput]) -> EmbeddedJoinRunner:
     """Write the stream in uneven chunks, joining in between; crash once after a checkpoint."""
     events = SqliteEventLog(data_dir / "log")
+    points = SqliteDecisionPointStore(data_dir / DECISION_POINTS_FILE)
+    await points.seed(list(CONFIGS))
     clock = FakeClock(T0)
     rng = random.Random(5)
-    runner = _runner(events, clock)
+    runner = _runner(events, points, clock)
     await runner.start()
     position = 0
     crashed = False
@@ -91,18 +99,20 @@ async def _run_online(data_dir: Path, stream: list[JoinInput]) -> EmbeddedJoinRu
             await events.append([Append(stream_of(e), e.model_dump_json().encode()) for e in more])
             while await runner.step():
                 pass  # joined examples written, state not checkpointed: then a crash
-            runner = _runner(events, clock)
+            runner = _runner(events, points, clock)
             await runner.start()
             crashed = True
     while await runner.step():
         pass
     assert runner.join.stats.open_windows == 0, "the ticks should have closed every window"
     await events.close()
+    await points.close()
     return runner
 
 
-def _fingerprint(data_dir: Path) -> tuple[int, str, str]:
-    """End offset, and digests of the joined stream and of the whole events table."""
+def _fingerprint(data_dir: Path) -> tuple[int, str, str, bytes]:
+    """End offset, digests of the joined stream and of the whole events table, and the
+    decision points' file."""
     conn = sqlite3.connect(f"{(data_dir / 'log' / 'events.sqlite').as_uri()}?mode=ro", uri=True)
     try:
         end = conn.execute('SELECT MAX("offset") FROM events').fetchone()[0]
@@ -114,7 +124,8 @@ def _fingerprint(data_dir: Path) -> tuple[int, str, str]:
                 joined.update(bytes(value))
     finally:
         conn.close()
-    return int(end), joined.hexdigest(), everything.hexdigest()
+    points = (data_dir / DECISION_POINTS_FILE).read_bytes()
+    return int(end), joined.hexdigest(), everything.hexdigest(), points
 
 
 async def test_rejoin_reproduces_the_online_join_then_a_what_if_changes_rewards(
@@ -167,6 +178,37 @@ async def test_rejoin_reproduces_the_online_join_then_a_what_if_changes_rewards(
     assert checkout
     assert all(by_id[e.event_id] == e for e in checkout)
 
+    assert _fingerprint(tmp_path) == before
+
+    # The command line: the same what-if, decision points read from the data directory.
+    out = tmp_path.parent / f"{tmp_path.name}-what-if"
+    result = CliRunner().invoke(
+        cli,
+        ["offline", "rejoin", str(out), "--data-dir", str(tmp_path),
+         "--decision-point", "home_products", "--reward", "detail_view=0.5", "--window", "10",
+         "--aggregation", "sum", "--format", "dsjson", "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    home_changed = [e for e in changed if e.decision.decision_point == "home_products"]
+    home_online = [e for e in online if e.decision.decision_point == "home_products"]
+    assert payload["rejoined"]["n"] == len(home_changed)
+    assert payload["online"]["n"] == len(home_online)
+    assert payload["rejoined"]["reward_mean"] == pytest.approx(
+        sum(e.reward for e in home_changed) / len(home_changed)
+    )
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(home_changed)
+    assert _fingerprint(tmp_path) == before
+
+    refused = CliRunner().invoke(
+        cli, ["offline", "rejoin", str(tmp_path / "x"), "--data-dir", str(tmp_path)]
+    )
+    assert refused.exit_code == 2
+    bad = CliRunner().invoke(
+        cli, ["offline", "rejoin", str(out), "--data-dir", str(tmp_path), "--window", "-3"]
+    )
+    assert bad.exit_code == 2
     assert _fingerprint(tmp_path) == before
 
 
