@@ -56,17 +56,19 @@ table.kv td:first-child { color: #57606a; padding-right: 32px; }
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 LABELS = {
+    "source": "source",
     "rows": "rows",
-    "start": "first event",
-    "end": "last event",
-    "decision_points": "decision points",
-    "actions": "distinct actions",
-    "personas": "personas",
+    "first": "first decision",
+    "last": "last decision",
+    "decision_points": "decision points (rows)",
+    "actions": "chosen actions (rows)",
     "reward_mean": "mean reward",
     "reward_min": "smallest reward",
     "reward_max": "largest reward",
     "propensity_min": "smallest logged propensity",
     "propensity_max": "largest logged propensity",
+    "close_reasons": "window close reasons (rows)",
+    "not_activated": "decisions never activated",
 }
 """Readable names of the dataset summary's usual keys; other keys show as they are."""
 
@@ -134,22 +136,25 @@ def _summary_value(value: object) -> str:
     return esc(value)
 
 
-def flat_items(summary: Mapping[str, Any], prefix: str = "") -> list[tuple[str, object]]:
-    """The summary's entries, nested mappings flattened to ``parent.key``."""
-    items: list[tuple[str, object]] = []
-    for key, value in summary.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            items.extend(flat_items(value, f"{name}."))
-        else:
-            items.append((name, value))
-    return items
+def counts(value: Mapping[str, Any], limit: int = 12) -> str:
+    """A ``{name: count}`` mapping as ``name (count), ...``, the first ``limit`` entries.
+
+    >>> counts({"a": 3, "b": 1}, limit=1)
+    'a (3), … 1 more'
+    """
+    shown = [f"{k} ({v:,})" if isinstance(v, int) else f"{k} ({v})" for k, v in value.items()]
+    more = len(shown) - limit
+    return ", ".join(shown[:limit]) + (f", … {more} more" if more > 0 else "")
 
 
 def dataset_table(summary: Mapping[str, Any]) -> str:
     """The dataset summary as a two-column table (whatever keys it has)."""
     rows = [
-        [esc(LABELS.get(key, key)), _summary_value(value)] for key, value in flat_items(summary)
+        [
+            esc(LABELS.get(key, key)),
+            esc(counts(value)) if isinstance(value, Mapping) else _summary_value(value),
+        ]
+        for key, value in summary.items()
     ]
     return table(["", "value"], rows, numeric=set(), css="kv")
 

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from learnloop.errors import InvalidInput
+from offline_learner.report_html import LABELS, counts
 
 STYLE = {"better": "green", "worse": "red", "unclear": "dim"}
 
@@ -64,13 +65,17 @@ def _dataset(summary: Mapping[str, Any]) -> Table:
     table.add_column("key", style="bold")
     table.add_column("value")
     for key, value in summary.items():
-        if isinstance(value, float):
+        if isinstance(value, Mapping):
+            shown = counts(value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            shown = f"{value:,}"
+        elif isinstance(value, float):
             shown = f"{value:.4g}"
         elif isinstance(value, list | tuple):
             shown = ", ".join(str(v) for v in value)
         else:
             shown = str(value)
-        table.add_row(Text(str(key)), Text(shown))
+        table.add_row(Text(LABELS.get(key, str(key))), Text(shown))
     return table
 
 
