@@ -13,7 +13,7 @@ from learnloop.modelstore.base import ModelStore
 from learnloop.settings import DEFAULTS
 from online_learner.learner import OnlineLearner
 from online_learner.metrics import LearnerMetrics
-from online_learner.releases import publish_due, resume
+from online_learner.releases import adopt_all, publish_due, resume
 from schemas import JoinedExample
 
 log = logging.getLogger(__name__)
@@ -25,6 +25,10 @@ class EmbeddedLearnerRunner:
     The learner's VW workspaces are touched by one worker thread at a time (each
     batch is awaited before the next, and releases are made between batches), so
     the event loop keeps serving decisions while VW learns.
+
+    Before each batch it adopts a promotion or rollback another process published
+    to the model store (:func:`~online_learner.releases.adopt_all`), and keeps
+    reading where it is: the next release is the promoted model plus what follows.
     """
 
     def __init__(
@@ -87,6 +91,8 @@ class EmbeddedLearnerRunner:
         not depend on how fast traffic arrives.
         """
         await self._configs.refresh(self.clock.monotonic())
+        for release in await adopt_all(self.learner, self.models, list(self._configs.mapping)):
+            self.metrics.released_version.labels(release.decision_point).set(release.version)
         records = await self.events.read([Streams.JOINED], self._offset, self.batch_size)
         start = 0
         while True:

@@ -14,12 +14,13 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from learnloop.clock import Clock
-from learnloop.errors import Unavailable
+from learnloop.errors import Conflict, Unavailable
 from learnloop.kafka import codec
 from learnloop.kafka.topics import TopicNames
 from learnloop.modelstore.base import ModelStore
 from online_learner.learner import OnlineLearner
 from online_learner.metrics import LearnerMetrics
+from online_learner.releases import adopt_newer
 from schemas.events import ModelRelease
 
 log = logging.getLogger(__name__)
@@ -56,15 +57,27 @@ class ReleasePublisher:
         return the decision points whose every learned example is now published.
 
         A decision point whose partition moved to another worker is left alone: that
-        worker publishes it. Raises :class:`~learnloop.errors.Conflict` when the store
-        holds a newer release (another learner publishes the same decision point).
+        worker publishes it. A newer promotion or rollback in the store is adopted
+        instead of overwritten (and the decision point counts as complete: its
+        pending examples went with the replaced model). Raises
+        :class:`~learnloop.errors.Conflict` when the store holds a newer online
+        release (another learner publishes the same decision point).
         """
         complete: list[str] = []
         for name in learner.due_releases(self.clock.monotonic()):
             if not owned(name):
                 continue
+            if await adopt_newer(learner, self.models, name) is not None:
+                complete.append(name)
+                continue
             release, model = learner.make_release(name, self.clock.now())
-            stored = await self.models.publish(release, model)
+            try:
+                stored = await self.models.publish(release, model)
+            except Conflict:
+                if await adopt_newer(learner, self.models, name) is None:
+                    raise
+                complete.append(name)
+                continue
             learner.mark_released(stored, self.clock.monotonic())
             if learner.pending(name) == 0:
                 complete.append(name)

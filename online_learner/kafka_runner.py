@@ -14,6 +14,11 @@ and any seen there) and seeks each partition to
 ``replay_records``: the replayed examples are skipped by offset but refill the
 memory of recent event ids, so a duplicate joined example straddling a restart is
 still skipped (they show up in ``duplicates_skipped``).
+
+A promotion or rollback (another process publishing a release of an owned
+decision point) is adopted whenever the configurations are refreshed and before
+each publish: the model is swapped, the partitions are not sought, so the next
+release is the promoted model plus the examples read after it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from online_learner.kafka_offsets import OffsetLedger, resume_offset
 from online_learner.kafka_publisher import ReleasePublisher
 from online_learner.learner import OnlineLearner
 from online_learner.metrics import LearnerMetrics
+from online_learner.releases import adopt_newer
 from schemas import DecisionPointConfig, JoinedExample
 
 log = logging.getLogger(__name__)
@@ -203,7 +209,8 @@ class KafkaLearnerRunner:
                     tp = TopicPartition(self.topic, partition)
                     self.consumer.seek(tp, self.ledger.position(partition))
                 return 0
-            await self._refresh_configs()
+            if await self._refresh_configs():
+                await self._adopt_external()
             records = [
                 record
                 for tp, messages in batches.items()
@@ -378,15 +385,33 @@ class KafkaLearnerRunner:
             committed = await self.consumer.committed(tp)
         return resume_offset(release_offsets, committed)
 
-    async def _refresh_configs(self, force: bool = False) -> None:
+    async def _adopt_external(self) -> None:
+        """Adopt the promotions and rollbacks of the decision points this worker owns."""
+        assert self.consumer is not None
+        known = self.consumer.partitions_for_topic(self.topic)
+        count = len(known) if known else self.settings.kafka_partitions
+        owned = {n for p in self.ledger.owned for n in self._living_in(p, count)}
+        for name in sorted(owned):
+            try:
+                adopted = await adopt_newer(self.learner, self.models, name)
+            except LearnloopError as exc:
+                log.warning("cannot check %s for a promoted release (%s)", name, exc)
+                continue
+            if adopted is not None:
+                self.ledger.released(name)
+                self.metrics.released_version.labels(name).set(adopted.version)
+
+    async def _refresh_configs(self, force: bool = False) -> bool:
+        """Reread the decision points if due; whether they were reread."""
         now = self.clock.monotonic()
         if not force and now - self._last_config_refresh < self.config_refresh_seconds:
-            return
+            return False
         try:
             configs = await self.decision_points.all()
         except LearnloopError as exc:
             log.warning("cannot refresh decision points (%s): keeping the ones known", exc)
-            return
+            return False
         self._configs.clear()
         self._configs.update({c.name: c for c in configs})
         self._last_config_refresh = now
+        return True

@@ -12,6 +12,11 @@ decision point are strictly increasing in the log) and its ``event_id`` is not
 in a bounded memory of recently seen ids (a duplicate written at another
 offset). A restored release carries ``last_offset``, so replaying the log from
 there relearns exactly what the stored model lacks.
+
+A release the learner did not make (a promotion, a rollback) is *adopted*
+(:meth:`OnlineLearner.adopt`): its model replaces the live one and the learner
+goes on from where it is reading, so the next release is that model plus the
+examples that followed.
 """
 
 from __future__ import annotations
@@ -168,6 +173,40 @@ class OnlineLearner:
             invalid_skipped=int(m.get("invalid_skipped", 0)),
             fresh_models=int(m.get("fresh_models", 0)),
         )
+
+    def adopt(self, release: ModelRelease, model: bytes) -> None:
+        """Continue from a release another writer published (a promotion or a rollback).
+
+        Its model, version and ``examples_learned`` replace the live model's; the
+        learner keeps its read position (the later of its own offset and the
+        release's) and its stream counters (rewards, close reasons, skips). The
+        examples the live model learned since its last release are dropped with it:
+        the adopted model was trained on the data its publisher chose.
+
+        The configured ``vw_args`` seen now is remembered as checked: promote and
+        rollback publish the release *before* they change the decision point's
+        ``vw_args``, and that change, when it comes, names the adopted model's own
+        arguments, so it must not start a fresh model.
+        """
+        state = self._states.get(release.decision_point)
+        if state is None:
+            self.restore(release, model)
+            state = self._states[release.decision_point]
+        else:
+            adopted = self._new_model(VWPolicy(release.vw_args, model))
+            adopted.examples_learned = adopted.released_examples = release.examples_learned
+            state.model.policy.close()
+            state.model = adopted
+            state.version = max(state.version, release.version)
+            state.last_offset = max(state.last_offset, release.last_offset)
+            state.in_flight = None
+        config = self._config(release.decision_point)
+        state.config_vw_args = config.vw_args if config is not None else release.vw_args
+
+    def version(self, decision_point: str) -> int:
+        """The last version this learner published or restored (0 before any)."""
+        state = self._states.get(decision_point)
+        return 0 if state is None else state.version
 
     def _state_for(self, decision_point: str, config: DecisionPointConfig) -> _DecisionPointState:
         """The decision point's state, with a fresh model if none exists or vw_args changed."""

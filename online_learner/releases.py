@@ -1,4 +1,5 @@
-"""Publishing model releases and resuming from them: where the learner meets the model store."""
+"""Publishing model releases, resuming from them, and adopting the releases someone else
+published (a promotion or a rollback): where the learner meets the model store."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import logging
 from collections.abc import Iterable
 
 from learnloop.clock import Clock
+from learnloop.errors import Conflict, NotFound
 from learnloop.modelstore.base import ModelStore
 from online_learner.learner import OnlineLearner
 from schemas.events import ModelRelease
@@ -30,11 +32,23 @@ async def publish_due(
     release's ``last_offset`` is the offset up to which the stored model is
     complete; :func:`resume` restarts consumption after it. Call from one task
     only: two concurrent callers would snapshot the same version.
+
+    Before 1, and when the store refuses the version in 2 (``Conflict``), a newer
+    promotion or rollback in the store is adopted (:func:`adopt_newer`) instead
+    of being overwritten; a newer *online* release is another learner's, and its
+    ``Conflict`` propagates.
     """
     published: list[ModelRelease] = []
     for decision_point in learner.due_releases(clock.monotonic()):
+        if await adopt_newer(learner, store, decision_point) is not None:
+            continue
         release, model = learner.make_release(decision_point, clock.now())
-        stored = await store.publish(release, model)
+        try:
+            stored = await store.publish(release, model)
+        except Conflict:
+            if await adopt_newer(learner, store, decision_point) is None:
+                raise
+            continue
         learner.mark_released(stored, clock.monotonic())
         logger.info(
             "published %s v%d (%d examples, last offset %d)",
@@ -73,3 +87,45 @@ async def resume(learner: OnlineLearner, store: ModelStore, decision_points: Ite
         )
         offsets.append(release.last_offset)
     return min(offsets, default=-1)
+
+
+async def adopt_newer(
+    learner: OnlineLearner, store: ModelStore, decision_point: str
+) -> ModelRelease | None:
+    """Adopt the store's current release of ``decision_point`` if it is newer than the
+    learner's and someone else made it (a promotion or a rollback); return it, or ``None``.
+
+    The learner keeps its read position (:meth:`OnlineLearner.adopt`), so the next
+    release holds the adopted model and the examples read after it was adopted.
+    """
+    current = await store.current(decision_point)
+    if current is None or current.source == "online":
+        return None
+    if current.version <= learner.version(decision_point):
+        return None
+    try:
+        model = await store.load(current)
+    except NotFound:
+        return None  # superseded and pruned meanwhile: the next look finds the newer one
+    learner.adopt(current, model)
+    logger.info(
+        "adopted %s v%d (%s%s, %d examples)",
+        decision_point,
+        current.version,
+        current.source,
+        f" of v{current.restores_version}" if current.restores_version is not None else "",
+        current.examples_learned,
+    )
+    return current
+
+
+async def adopt_all(
+    learner: OnlineLearner, store: ModelStore, decision_points: Iterable[str]
+) -> list[ModelRelease]:
+    """:func:`adopt_newer` for each decision point; the releases adopted."""
+    adopted = []
+    for decision_point in decision_points:
+        release = await adopt_newer(learner, store, decision_point)
+        if release is not None:
+            adopted.append(release)
+    return adopted
