@@ -48,7 +48,7 @@ from schemas.dsjson import to_dsjson
 from schemas.events import JoinedExample
 
 if TYPE_CHECKING:
-    from offline_learner.datasets.table import ColumnMapping
+    from offline_learner.datasets.table_mapping import ColumnMapping
 
 Progress = Callable[[int], None]
 """Called with the number of rows done so far (for a progress bar)."""
@@ -102,7 +102,7 @@ class Dataset:
                     "and read it back"
                 )
             used = True
-            return iter(examples)  # type: ignore[arg-type]
+            return iter(examples)
 
         return cls(once, source)
 
