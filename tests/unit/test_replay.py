@@ -4,6 +4,7 @@ estimates, coverage of a known true value, a learner beating uniform, floors, ti
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,20 @@ def test_parse_candidates_and_refusals() -> None:
         evaluate(rows, [Uniform()], estimators=("IPS",), primary="SNIPS")
     with pytest.raises(InvalidInput, match="at least 2"):
         evaluate(rows[:1], [Uniform()])
+
+
+def test_evaluate_command_prints_the_payload(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from offline_learner.dataset import Dataset
+    from runtime.cli import cli
+
+    Dataset.from_examples(logged(300, seed=12)).write_parquet(tmp_path / "ds")
+    args = ["offline", "evaluate", str(tmp_path / "ds"), "-c", "uniform", "-c", "constant:a1"]
+    result = CliRunner().invoke(cli, [*args, "--json", "--report", str(tmp_path / "r.html")])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout[result.stdout.index("{") :])
+    assert payload["kind"] == "evaluation" and payload["dataset"]["rows"] == 300
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")
+    refused = CliRunner().invoke(cli, ["offline", "evaluate", str(tmp_path / "ds"), "-c", "x"])
+    assert refused.exit_code == 2
