@@ -11,8 +11,9 @@ The order of one promotion or rollback, and why:
 
 1. **publish** the release (version = the current one + 1, ``last_offset`` =
    the current release's, so the online learner, restarted or not, reads on
-   from where it is). A ``Conflict`` means the online learner published
-   meanwhile: read the current release again and retry.
+   from where it is), after pinning the current release's model so it stays
+   restorable however many online releases follow. A ``Conflict`` means the
+   online learner published meanwhile: read the current release again and retry.
 2. **configure**: the decision point's ``vw_args`` become the release's. Until
    then the decision service keeps serving the old model (it serves a release
    only if its arguments match the configuration), and the online learner,
@@ -264,6 +265,8 @@ async def _publish_next(
     the stored release and the one it replaced."""
     for _ in range(PUBLISH_ATTEMPTS):
         previous = await store.current(decision_point)
+        if previous is not None:
+            await store.pin(decision_point, previous.version)  # the one to come back to
         version = 1 if previous is None else previous.version + 1
         release = ModelRelease(
             event_id=f"{decision_point}-v{version}",

@@ -36,8 +36,13 @@ class ModelStore(Protocol):
         whether its model bytes are still stored.
 
         Model bytes kept: the newest ``keep`` releases plus every release whose
-        source is in :data:`PINNED_SOURCES`.
+        source is in :data:`PINNED_SOURCES` and every release :meth:`pin` was called for.
         """
+        ...
+
+    async def pin(self, decision_point: str, version: int) -> bool:
+        """Never prune the model of ``version`` (the release a promotion or rollback
+        replaces: the one to come back to); whether its bytes are still stored."""
         ...
 
     async def close(self) -> None: ...

@@ -6,7 +6,8 @@ Layout, one directory per decision point::
       home_products/
         00000041.vw        model bytes of release 41
         00000042.vw        model bytes of release 42
-        00000042.pin       release 42 is a promotion or rollback: never pruned
+        00000042.pin       release 42 is pinned (a promotion or rollback, or the release
+                           one replaced): never pruned
         manifest.json      the current ModelRelease (points at 00000042.vw)
         history.jsonl      every release ever published, oldest first, one JSON line each
         .lock              held (flock) by the one process publishing right now
@@ -183,6 +184,20 @@ class LocalModelStore:
             if version != current_version and version not in pinned:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(directory / f"{version:08d}.vw")
+
+    async def pin(self, decision_point: str, version: int) -> bool:
+        """Mark ``version``'s model as never pruned; whether it is still stored."""
+        return await asyncio.to_thread(self._pin_sync, decision_point, version)
+
+    def _pin_sync(self, decision_point: str, version: int) -> bool:
+        directory = self._dir(decision_point)
+        path = self.model_path(decision_point, version)
+        with self._write_lock, open(directory / LOCK, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # a prune cannot run between
+            if not path.exists():
+                return False
+            _write_atomic(path.with_suffix(".pin"), b"")
+            return True
 
     async def history(self, decision_point: str, limit: int | None = None) -> list[StoredRelease]:
         """The releases, newest first, read from the end of ``history.jsonl``."""

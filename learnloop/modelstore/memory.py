@@ -17,6 +17,7 @@ class MemoryModelStore:
         self._current: dict[str, ModelRelease] = {}
         self._blobs: dict[str, bytes] = {}
         self._history: dict[str, list[ModelRelease]] = {}
+        self._pinned: set[tuple[str, int]] = set()
 
     async def publish(self, release: ModelRelease, model: bytes) -> ModelRelease:
         dp = release.decision_point
@@ -34,7 +35,7 @@ class MemoryModelStore:
         history.append(stored)
         if self.keep is not None:
             for old in history[: -self.keep]:
-                if old.source not in PINNED_SOURCES:
+                if old.source not in PINNED_SOURCES and (dp, old.version) not in self._pinned:
                     self._blobs.pop(old.model_location, None)
         return stored
 
@@ -55,6 +56,10 @@ class MemoryModelStore:
         return [
             StoredRelease(release=r, model_kept=r.model_location in self._blobs) for r in releases
         ]
+
+    async def pin(self, decision_point: str, version: int) -> bool:
+        self._pinned.add((decision_point, version))
+        return f"memory://{decision_point}/{version}" in self._blobs
 
     async def close(self) -> None:
         return None

@@ -187,6 +187,17 @@ class RedisModelStore:
             )
         return data if isinstance(data, bytes) else data.encode()
 
+    async def pin(self, decision_point: str, version: int) -> bool:
+        """Never prune ``version``'s model; whether it is still stored."""
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(self.pinned_key(decision_point), str(version))
+                pipe.exists(self.model_key(decision_point, version))
+                _, exists = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise Unavailable(f"cannot pin {decision_point} v{version} in Redis: {exc}") from exc
+        return bool(exists)
+
     async def history(self, decision_point: str, limit: int | None = None) -> list[StoredRelease]:
         """The releases, newest first, each saying whether its model bytes are still stored."""
         stop = -1 if limit is None else max(0, limit - 1)

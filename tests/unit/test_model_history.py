@@ -126,3 +126,18 @@ def test_old_manifest_json_loads_as_an_online_release() -> None:
     )
     loaded = ModelRelease.model_validate_json(old)
     assert loaded.source == "online" and loaded.restores_version is None
+
+
+async def test_a_pinned_online_release_survives_pruning(
+    make_store: Callable[[int], ModelStore],
+) -> None:
+    """What a promotion replaces stays restorable: the one to come back to."""
+    store = make_store(2)
+    for version in (1, 2, 3):
+        await store.publish(release(version), blob(version))
+    assert await store.pin("home", 3) is True
+    for version in range(4, 9):
+        await store.publish(release(version), blob(version))
+    kept = {h.release.version: h.model_kept for h in await store.history("home")}
+    assert [v for v, k in kept.items() if k] == [8, 7, 3]
+    assert await store.pin("home", 1) is False  # gone already: nothing to pin

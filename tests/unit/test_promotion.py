@@ -262,3 +262,19 @@ async def test_a_rollback_target_survives_pruning_when_pinned(stores: Stores) ->
         models, points, audit, decision_point="home", to_version=promoted.version, by="a", now=T0
     )
     assert await models.load(stored) == await models.load(promoted)
+
+
+async def test_the_release_a_promotion_replaced_stays_restorable(stores: Stores) -> None:
+    _, points, audit = stores
+    models = MemoryModelStore(keep=2)
+    await models.publish(online(1, last_offset=1), b"before")
+    await promote(
+        models, points, audit, decision_point="home", warm=trained(), estimate=None, by="a",
+        now=T0,
+    )  # fmt: skip
+    for version in range(3, 9):
+        await models.publish(online(version, last_offset=version, vw_args=NEW_ARGS), b"m")
+    stored, _ = await rollback(
+        models, points, audit, decision_point="home", to_version=1, by="a", now=T0
+    )
+    assert await models.load(stored) == b"before"
