@@ -158,13 +158,13 @@ def _print_summary(payload: dict[str, Any]) -> None:
     for reason in ("outcome", "direct", "default"):
         table.add_row(
             f"closed by {reason}",
-            str(online["close_reasons"].get(reason, 0)),
-            str(rejoined["close_reasons"].get(reason, 0)),
+            f"{online['close_reasons'].get(reason, 0):,}",
+            f"{rejoined['close_reasons'].get(reason, 0):,}",
         )
     console.print(table)
     dropped = payload["dropped"]
     console.print(
-        "not applied: "
+        "not applied (whole log, every decision point): "
         + ", ".join(
             f"{reason} {dropped.get(reason, 0):,}"
             for reason in ("late", "orphaned", "not_activated", "stale")

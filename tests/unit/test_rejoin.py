@@ -118,3 +118,20 @@ def test_what_if_changes_a_copy_and_can_remove_a_type() -> None:
     assert changed.default_reward == -0.1
     assert HOME.reward_map == {"basket_add": 3.0, "detail_view": 1.0}
     assert what_if(HOME) == HOME
+
+
+def test_command_line_reward_changes_parse_or_say_what_is_wrong() -> None:
+    from runtime.cli_rejoin import changed_configs, parse_rewards
+
+    assert parse_rewards(["detail_view=0.5", "share=none"]) == {"detail_view": 0.5, "share": None}
+    for bad in ["detail_view", "=1", "detail_view=half"]:
+        with pytest.raises(InvalidInput, match="--reward"):
+            parse_rewards([bad])
+    configs = {"home": HOME, "checkout": DecisionPointConfig(name="checkout")}
+    changed = changed_configs(configs, "home", window_seconds=5.0)
+    assert (changed["home"].window_seconds, changed["checkout"].window_seconds) == (5.0, 20.0)
+    assert all(
+        c.window_seconds == 5.0 for c in changed_configs(configs, None, window_seconds=5.0).values()
+    )
+    with pytest.raises(InvalidInput, match="unknown decision point 'cart'"):
+        changed_configs(configs, "cart")
