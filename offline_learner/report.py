@@ -26,7 +26,7 @@ from typing import Any
 from learnloop.errors import InvalidInput
 from offline_learner import report_html as h
 from offline_learner import report_plots as plots
-from offline_learner.report_terminal import render_tables
+from offline_learner.report_terminal import USE, capped_note, render_tables
 
 __all__ = ["KINDS", "render_html", "render_tables", "write_report"]
 
@@ -237,9 +237,6 @@ def _optimization(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
     return "Policy search", f"{len(trials)} trials, {h.esc(primary)}", sections
 
 
-USE = {"better": "needed", "worse": "hurts", "unclear": "no effect seen"}
-
-
 def _importance(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
     primary, features, full = payload["primary"], payload["features"], payload["full"]
     rows = [
@@ -263,6 +260,7 @@ def _importance(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
             f"<p>Full policy <code>{h.esc(payload['vw_args'])}</code>: "
             f"{h.esc(primary)} {h.cell(full)} on {full['n']:,} decisions.</p>",
             h.figure(plots.importance_plot(features), READ_IMPORTANCE),
+            f'<p class="howto">{h.esc(note)}</p>' if (note := capped_note(payload)) else "",
             h.table(
                 ["removed", "group", f"{primary} without it", "drop (full minus without)", "ESS"],
                 rows,

@@ -170,7 +170,7 @@ def importance_plot(features: Sequence[Mapping[str, Any]]) -> str:
         ]
         colours = [COLOURS[verdict(d)] for d in drops]
         ys = range(len(features))
-        ax.barh(ys, values, xerr=err, color=colours, alpha=0.85, capsize=3)
+        ax.barh(ys, values, xerr=err, color=colours, capsize=3, height=0.6)
         ax.axvline(0.0, color=LOGGED, linewidth=1)
         labels = [group_label(f) for f in features]
         ax.set_yticks(list(ys), labels)

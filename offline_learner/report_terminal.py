@@ -145,19 +145,46 @@ def optimization_tables(payload: Mapping[str, Any]) -> list[Table]:
 
 def importance_tables(payload: Mapping[str, Any]) -> list[Table]:
     """Each removed namespace or feature key with the estimate without it and the drop."""
+    from offline_learner.report_plots import group_label
+
     full = payload["full"]
     table = Table(
         title=f"Importance by ablation ({payload['primary']}; full policy "
         f"{_num(full['value'])} [{_num(full['lower'])}, {_num(full['upper'])}])",
         title_justify="left",
+        caption=capped_note(payload),
     )
     table.add_column("removed")
-    table.add_column("group")
     table.add_column("without it", justify="right")
-    table.add_column("drop", justify="right")
+    table.add_column("drop (full minus without)", justify="right")
+    table.add_column("")
     for f in payload["features"]:
-        table.add_row(Text(str(f["name"])), f["group"], _cell(f["estimate"]), _diff(f["drop"]))
+        verdict = _verdict(f["drop"])
+        table.add_row(
+            Text(group_label(f)),
+            _cell(f["estimate"]),
+            _cell(f["drop"]),
+            Text(USE[verdict], STYLE[verdict]),
+        )
     return [table, _dataset(payload["dataset"])]
+
+
+USE = {"better": "needed", "worse": "hurts", "unclear": "no effect seen"}
+"""What a drop's interval says about the group, in words."""
+
+
+def capped_note(payload: Mapping[str, Any]) -> str | None:
+    """A sentence when fewer feature groups were ablated than the data has.
+
+    >>> capped_note({"groups_seen": 45, "limit": 30})
+    'The data have 45 context feature groups; the 30 most frequent were ablated.'
+    """
+    seen, limit = payload.get("groups_seen"), payload.get("limit")
+    if isinstance(seen, int) and isinstance(limit, int) and seen > limit:
+        return (
+            f"The data have {seen} context feature groups; the {limit} most frequent were ablated."
+        )
+    return None
 
 
 def render_tables(payload: Mapping[str, Any]) -> list[Table]:
