@@ -50,6 +50,7 @@ from schemas.events import JoinedExample
 if TYPE_CHECKING:
     from offline_learner.datasets.table_mapping import ColumnMapping
 
+DSJSON_SUFFIXES = (".json", ".dsjson", ".jsonl")
 Progress = Callable[[int], None]
 """Called with the number of rows done so far (for a progress bar)."""
 
@@ -105,6 +106,26 @@ class Dataset:
             return iter(examples)
 
         return cls(once, source)
+
+    @classmethod
+    def open(cls, path: Path | str, decision_point: str | None = None) -> Dataset:
+        """The dataset at ``path``, whichever kind it is: a Parquet dataset directory, a
+        DSJson file (``.json``, ``.dsjson``, ``.jsonl``) or a ``learnloop serve`` data
+        directory (its event log); only ``decision_point``'s rows when given (a DSJson
+        file's rows are given that decision point, since DSJson does not record one)."""
+        where = Path(path)
+        if where.is_file() and where.suffix.lower() in DSJSON_SUFFIXES:
+            return cls.from_dsjson(where, decision_point or "imported")
+        if where.is_dir() and ((where / "log").is_dir() or (where / "events.sqlite").is_file()):
+            return cls.from_event_log(where, decision_point=decision_point)
+        if where.is_dir():
+            dataset = cls.from_parquet(where)
+            return dataset if decision_point is None else dataset.filter(decision_point)
+        raise InvalidInput(
+            f"no dataset at {where}: give a Parquet dataset directory (learnloop dataset "
+            "export), a DSJson file (.json/.dsjson/.jsonl) or a learnloop data directory; "
+            "import CSV and other tables with `learnloop dataset import`"
+        )
 
     @classmethod
     def from_parquet(cls, directory: Path | str, batch_size: int = 4_096) -> Dataset:
