@@ -155,15 +155,15 @@ def importance_tables(payload: Mapping[str, Any]) -> list[Table]:
         caption=capped_note(payload),
     )
     table.add_column("removed")
-    table.add_column("without it", justify="right")
-    table.add_column("drop (full minus without)", justify="right")
-    table.add_column("")
+    table.add_column("without it", justify="right", no_wrap=True)
+    table.add_column("drop: full minus without", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
     for f in payload["features"]:
         verdict = _verdict(f["drop"])
         table.add_row(
             Text(group_label(f)),
-            _cell(f["estimate"]),
-            _cell(f["drop"]),
+            _num(f["estimate"]["value"], 3),
+            _cell(f["drop"], 3),
             Text(USE[verdict], STYLE[verdict]),
         )
     return [table, _dataset(payload["dataset"])]

@@ -3,10 +3,14 @@ seeded log whose best action depends on ``page`` only (so ``page`` matters, nois
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from click.testing import Result
+from typer.testing import CliRunner
 
 from learnloop.errors import InvalidInput
 from offline_learner.importance import (
@@ -176,3 +180,96 @@ def test_a_reward_model_estimator_gives_the_same_verdicts() -> None:
     assert found.drop_of("page").lower > 0.15
     noise = found.drop_of("noise")
     assert noise.lower <= 0.0 <= noise.upper
+
+
+# --- learnloop offline importance ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def parquet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from offline_learner.dataset import Dataset
+
+    path = tmp_path_factory.mktemp("importance") / "dataset"
+    Dataset.from_examples(shop_log(1200, seed=5)).write_parquet(path)
+    return path
+
+
+def run_cli(*args: str) -> Result:
+    from runtime.cli import cli
+
+    return CliRunner().invoke(cli, ["offline", "importance", *args])
+
+
+def test_the_command_prints_the_payload_and_writes_the_report(
+    parquet_dir: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "importance.html"
+    result = run_cli(
+        str(parquet_dir),
+        "--vw-args",
+        VW_ARGS,
+        "--features",
+        "page, noise",
+        "--no-namespaces",
+        "--report",
+        str(report),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert [f["name"] for f in payload["features"]] == ["page", "noise"]
+    assert payload["features"][0]["drop"]["lower"] > 0.1
+    assert payload["dataset"]["rows"] == 1200
+    page = report.read_text(encoding="utf-8")
+    assert "Feature importance" in page and "<svg" in page
+    assert "needed" in result.stderr and "report:" in result.stderr
+
+
+def test_the_command_takes_the_decision_points_vw_args(parquet_dir: Path, tmp_path: Path) -> None:
+    config = tmp_path / "points.toml"
+    config.write_text(
+        '[[decision_points]]\nname = "homepage"\nvw_args = "--cb_explore_adf --epsilon 0.2 -q ca"\n'
+    )
+    result = run_cli(
+        str(parquet_dir),
+        "--decision-point",
+        "homepage",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(tmp_path / "no-service"),
+        "--features",
+        "page",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["vw_args"] == "--cb_explore_adf --epsilon 0.2 -q ca"
+    unknown = run_cli(
+        str(parquet_dir),
+        "--decision-point",
+        "checkout",
+        "--config",
+        str(config),
+        "--data-dir",
+        str(tmp_path / "no-service"),
+    )
+    assert unknown.exit_code == 2 and "unknown decision point 'checkout'" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--features", "page"], "give --vw-args, or --decision-point"),
+        (["--vw-args", "--cb_adf", "--features", "page"], "lack --cb_explore_adf"),
+        (["--vw-args", VW_ARGS, "--primary", "median"], "not offered"),
+    ],
+)
+def test_the_command_refuses_bad_input(parquet_dir: Path, args: list[str], message: str) -> None:
+    result = run_cli(str(parquet_dir), *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+
+
+def test_the_command_refuses_a_missing_dataset(tmp_path: Path) -> None:
+    result = run_cli(str(tmp_path / "nothing.parquet"), "--vw-args", VW_ARGS)
+    assert result.exit_code == 2 and "no dataset at" in result.stderr
