@@ -1,4 +1,5 @@
-"""Promotion and rollback: put a model trained offline (or an earlier release) into service.
+"""Promotion: put a model trained offline into service (and, re-exported from the
+kernel's :mod:`learnloop.rollback`, rollback to an earlier release).
 
 :func:`warm_start` trains a model on a dataset with the chosen VW arguments;
 :func:`promote` publishes it as the decision point's next release, sets the
@@ -7,45 +8,34 @@ decision point's ``vw_args`` to those arguments and writes an audit record;
 I/O here beyond the kernel stores passed in, so both modes share it: the
 runtime (:mod:`runtime.releases`) passes the local stores or the Redis ones.
 
-The order of one promotion or rollback, and why:
-
-1. **publish** the release (version = the current one + 1, ``last_offset`` =
-   the current release's, so the online learner, restarted or not, reads on
-   from where it is), after pinning the current release's model so it stays
-   restorable however many online releases follow. A ``Conflict`` means the
-   online learner published meanwhile: read the current release again and retry.
-2. **configure**: the decision point's ``vw_args`` become the release's. Until
-   then the decision service keeps serving the old model (it serves a release
-   only if its arguments match the configuration), and the online learner,
-   which adopts the new release before it publishes again, does not start a
-   fresh model when it sees the change (the adopted model already has them).
-3. **audit**: the record, last, so one exists only for a release that was made.
+The order of the steps (publish, configure, audit) and why: :mod:`learnloop.rollback`.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
 
-from pydantic import JsonValue, ValidationError
+from pydantic import JsonValue
 
 from learnloop.audit import AuditLog
 from learnloop.decision_points import DecisionPointStore
-from learnloop.errors import Conflict, InvalidInput, NotFound
+from learnloop.errors import InvalidInput
 from learnloop.modelstore.base import ModelStore
+from learnloop.rollback import (
+    check_vw_args,
+    decision_point_config,
+    new_audit_id,
+    publish_next,
+    rollback,
+    with_vw_args,
+)
 from offline_learner.training import fit
 from schemas.audit import DatasetReference, ModelAuditRecord
-from schemas.config import DecisionPointConfig
-from schemas.events import JoinedExample, ModelRelease, ReleaseSource
+from schemas.events import JoinedExample, ModelRelease
 
-PUBLISH_ATTEMPTS: Final = 5
-"""Tries to publish while the online learner keeps taking the next version number."""
-
-_MODEL_METRICS: Final = frozenset({"ips_reward", "ips_samples", "learn_per_second"})
-"""Metrics of the model that made a release (not of the stream): not carried over."""
+__all__ = ["WarmStart", "promote", "rollback", "warm_start"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +68,7 @@ def warm_start(
     source, summary:
         Where the examples came from and its summary, recorded in the audit record.
     """
-    _check_vw_args(vw_args)
+    check_vw_args(vw_args)
     counts = _Counts()
     selected = counts.count(examples, decision_point)
     policy = fit(selected, vw_args, progress)
@@ -141,10 +131,10 @@ async def promote(
 ) -> tuple[ModelRelease, ModelAuditRecord]:
     """Publish ``warm`` as the next release of ``decision_point``, make its ``vw_args`` the
     decision point's and audit it (the order is in the module docstring)."""
-    config = await _config(decision_points, decision_point)
-    updated = _with_vw_args(config, warm.vw_args)
-    audit_id = _audit_id(decision_point, "promote")
-    stored, previous = await _publish_next(
+    config = await decision_point_config(decision_points, decision_point)
+    updated = with_vw_args(config, warm.vw_args)
+    audit_id = new_audit_id(decision_point, "promote")
+    stored, previous = await publish_next(
         store,
         decision_point,
         warm.model,
@@ -170,166 +160,3 @@ async def promote(
     )
     await audit.append(record)
     return stored, record
-
-
-async def rollback(
-    store: ModelStore,
-    decision_points: DecisionPointStore,
-    audit: AuditLog,
-    *,
-    decision_point: str,
-    to_version: int | None = None,
-    by: str,
-    now: datetime,
-) -> tuple[ModelRelease, ModelAuditRecord]:
-    """Republish an earlier release's model bytes as the next release (``source="rollback"``)
-    and restore its ``vw_args`` on the decision point; audit it.
-
-    ``to_version`` defaults to the release before the current one. Refused:
-    a version not in the history (:class:`NotFound`), the current version, and a
-    version whose model bytes were pruned (:class:`InvalidInput`).
-    """
-    config = await _config(decision_points, decision_point)
-    history = await store.history(decision_point)
-    if not history:
-        raise NotFound(f"decision point {decision_point!r} has no model releases to roll back")
-    current = history[0].release
-    if to_version is None:
-        if len(history) < 2:
-            raise InvalidInput(
-                f"{decision_point} has only one release (v{current.version}): nothing earlier "
-                "to roll back to"
-            )
-        to_version = history[1].release.version
-    entry = next((h for h in history if h.release.version == to_version), None)
-    kept = [h.release.version for h in history if h.model_kept]
-    if entry is None:
-        raise NotFound(
-            f"{decision_point} has no release v{to_version} in its history "
-            f"(v{history[-1].release.version}..v{current.version}): "
-            "`learnloop models list` shows them"
-        )
-    if to_version == current.version:
-        raise InvalidInput(f"v{to_version} is the current release of {decision_point} already")
-    if not entry.model_kept:
-        raise InvalidInput(
-            f"the model of {decision_point} v{to_version} is no longer stored (only the newest "
-            f"releases and every promotion and rollback keep their bytes): choose one of "
-            f"{', '.join(f'v{v}' for v in kept)}"
-        )
-    target = entry.release
-    model = await store.load(target)
-    updated = _with_vw_args(config, target.vw_args)
-    audit_id = _audit_id(decision_point, "rollback")
-    stored, previous = await _publish_next(
-        store,
-        decision_point,
-        model,
-        now,
-        vw_args=updated.vw_args,
-        examples_learned=target.examples_learned,
-        source="rollback",
-        audit_id=audit_id,
-        restores_version=target.version,
-    )
-    await decision_points.put(updated)
-    record = ModelAuditRecord(
-        audit_id=audit_id,
-        timestamp=now,
-        action="rollback",
-        by=by,
-        decision_point=decision_point,
-        version=stored.version,
-        previous_version=None if previous is None else previous.version,
-        restores_version=target.version,
-        vw_args_before=config.vw_args,
-        vw_args_after=updated.vw_args,
-    )
-    await audit.append(record)
-    return stored, record
-
-
-async def _publish_next(
-    store: ModelStore,
-    decision_point: str,
-    model: bytes,
-    now: datetime,
-    *,
-    vw_args: str,
-    examples_learned: int,
-    source: ReleaseSource,
-    audit_id: str,
-    restores_version: int | None = None,
-) -> tuple[ModelRelease, ModelRelease | None]:
-    """Publish ``model`` as the version after the current one, retrying on ``Conflict``;
-    the stored release and the one it replaced."""
-    for _ in range(PUBLISH_ATTEMPTS):
-        previous = await store.current(decision_point)
-        if previous is not None:
-            await store.pin(decision_point, previous.version)  # the one to come back to
-        version = 1 if previous is None else previous.version + 1
-        release = ModelRelease(
-            event_id=f"{decision_point}-v{version}",
-            timestamp=now,
-            decision_point=decision_point,
-            version=version,
-            vw_args=vw_args,
-            model_location="",
-            examples_learned=examples_learned,
-            last_offset=-1 if previous is None else previous.last_offset,
-            metrics=_stream_metrics(previous),
-            source=source,
-            restores_version=restores_version,
-            audit_id=audit_id,
-        )
-        try:
-            return await store.publish(release, model), previous
-        except Conflict:
-            continue  # the online learner took that version: read the current one again
-    raise Conflict(
-        f"could not publish {decision_point}: the current version kept changing over "
-        f"{PUBLISH_ATTEMPTS} attempts; try again"
-    )
-
-
-def _stream_metrics(previous: ModelRelease | None) -> dict[str, float]:
-    """The stream's counters of the replaced release (rewards, close reasons), which the
-    online learner carries on with; not its model's (off-policy reward, throughput)."""
-    if previous is None:
-        return {}
-    return {k: v for k, v in previous.metrics.items() if k not in _MODEL_METRICS}
-
-
-async def _config(decision_points: DecisionPointStore, name: str) -> DecisionPointConfig:
-    config = await decision_points.get(name)
-    if config is None:
-        raise NotFound(
-            f"decision point {name!r} does not exist: create it first "
-            "(PUT /v1/decision-points/{name} or the --config file)"
-        )
-    return config
-
-
-def _with_vw_args(config: DecisionPointConfig, vw_args: str) -> DecisionPointConfig:
-    """``config`` with ``vw_args``, validated as any configuration is."""
-    data: dict[str, Any] = config.model_dump()
-    data["vw_args"] = vw_args
-    try:
-        return DecisionPointConfig.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidInput(f"vw_args {vw_args!r} refused: {_first_error(exc)}") from exc
-
-
-def _check_vw_args(vw_args: str) -> None:
-    try:
-        DecisionPointConfig(name="check", vw_args=vw_args)
-    except ValidationError as exc:
-        raise InvalidInput(f"vw_args {vw_args!r} refused: {_first_error(exc)}") from exc
-
-
-def _first_error(exc: ValidationError) -> str:
-    return str(exc.errors()[0].get("msg", exc))
-
-
-def _audit_id(decision_point: str, action: str) -> str:
-    return f"{decision_point}-{action}-{uuid.uuid4().hex[:12]}"

@@ -14,7 +14,8 @@ from learnloop.decision_points import MemoryDecisionPointStore
 from learnloop.errors import Conflict
 from learnloop.eventlog import Append, MemoryEventLog, Streams
 from learnloop.modelstore import MemoryModelStore
-from offline_learner.promotion import _publish_next, promote, rollback, warm_start
+from learnloop.rollback import publish_next
+from offline_learner.promotion import promote, rollback, warm_start
 from online_learner.embedded_runner import EmbeddedLearnerRunner
 from online_learner.kafka_publisher import ReleasePublisher
 from online_learner.learner import OnlineLearner
@@ -102,7 +103,7 @@ async def test_a_publish_between_the_release_and_the_config_change_adopts() -> N
     config_before = await loop.points.get("home")
     assert config_before is not None
     warm = warm_start(synthetic(50, seed=3), NEW, decision_point="home")
-    promoted, _ = await _publish_next(
+    promoted, _ = await publish_next(
         loop.models, "home", warm.model, loop.clock.now(), vw_args=NEW,
         examples_learned=50, source="promotion", audit_id="home-promote-x",
     )  # fmt: skip
@@ -130,7 +131,7 @@ async def test_a_conflict_on_publish_adopts_the_promotion() -> None:
         async def publish(self, release: ModelRelease, model: bytes) -> ModelRelease:
             if release.source == "online" and await self.current("home") is None:
                 warm = warm_start(synthetic(20, seed=5), NEW)
-                await _publish_next(
+                await publish_next(
                     self, "home", warm.model, T0, vw_args=NEW, examples_learned=20,
                     source="promotion", audit_id="home-promote-y",
                 )  # fmt: skip
@@ -204,7 +205,7 @@ async def test_the_kafka_publisher_adopts_instead_of_publishing() -> None:
     for offset, example in enumerate(synthetic(5)):
         learner.learn(example, offset)
     warm = warm_start(synthetic(20, seed=5), NEW)
-    promoted, _ = await _publish_next(
+    promoted, _ = await publish_next(
         models, "home", warm.model, T0, vw_args=NEW, examples_learned=20,
         source="promotion", audit_id="home-promote-z",
     )  # fmt: skip
