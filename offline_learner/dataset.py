@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,8 +119,7 @@ class Dataset:
         if where.is_dir() and ((where / "log").is_dir() or (where / "events.sqlite").is_file()):
             return cls.from_event_log(where, decision_point=decision_point)
         if where.is_dir():
-            dataset = cls.from_parquet(where)
-            return dataset if decision_point is None else dataset.filter(decision_point)
+            return cls.from_parquet(where, decision_point=decision_point)
         raise InvalidInput(
             f"no dataset at {where}: give a Parquet dataset directory (learnloop dataset "
             "export), a DSJson file (.json/.dsjson/.jsonl) or a learnloop data directory; "
@@ -128,11 +127,35 @@ class Dataset:
         )
 
     @classmethod
-    def from_parquet(cls, directory: Path | str, batch_size: int = 4_096) -> Dataset:
-        """A dataset directory written by :meth:`write_parquet` or ``learnloop dataset``."""
+    def from_parquet(
+        cls,
+        directory: Path | str,
+        batch_size: int = 4_096,
+        *,
+        decision_point: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> Dataset:
+        """A dataset directory written by :meth:`write_parquet` or ``learnloop dataset``;
+        optionally one decision point and a decision-time range (``end`` exclusive), which
+        skip the other partitions' files without opening them."""
         path = Path(directory)
+        _check_range(start, end)
         part_files(path)  # fail now on a missing directory, not at the first pass
-        return cls(lambda: read_examples(path, batch_size), f"parquet:{path}")
+        days = None
+        if start is not None or end is not None:
+            days = (
+                start.astimezone(UTC).date().isoformat() if start else "0000-00-00",
+                end.astimezone(UTC).date().isoformat() if end else "9999-99-99",
+            )
+
+        def rows() -> Iterator[JoinedExample]:
+            examples = read_examples(path, batch_size, decision_point, days)
+            if start is None and end is None:
+                return examples
+            return (ex for ex in examples if keep(ex, None, start, end))
+
+        return cls(rows, f"parquet:{path}")
 
     @classmethod
     def from_event_log(

@@ -148,8 +148,12 @@ def from_row(row: dict[str, Any], decision_point: str) -> JoinedExample:
     )
 
 
-def part_files(directory: Path) -> list[tuple[str, Path]]:
-    """(decision point, file) of every part file, in (decision point, day, file) order."""
+def part_files(
+    directory: Path, decision_point: str | None = None, days: tuple[str, str] | None = None
+) -> list[tuple[str, Path]]:
+    """(decision point, file) of every part file, in (decision point, day, file) order;
+    only one decision point's and days in ``days`` (first, last; ISO dates) when given,
+    so a filtered read skips the other partitions' files altogether."""
     if not directory.is_dir():
         raise InvalidInput(
             f"no Parquet dataset at {directory}: expected a directory written by "
@@ -160,9 +164,13 @@ def part_files(directory: Path) -> list[tuple[str, Path]]:
         match = _PARTITION.match(point_dir.name)
         if not match or not point_dir.is_dir():
             continue
+        if decision_point is not None and match["point"] != decision_point:
+            continue
         for day_dir in point_dir.iterdir():
             day = _DAY.match(day_dir.name)
             if not day or not day_dir.is_dir():
+                continue
+            if days is not None and not days[0] <= day["day"] <= days[1]:
                 continue
             for file in day_dir.glob("*.parquet"):
                 found.append((match["point"], day["day"], file.name, file))
@@ -170,11 +178,17 @@ def part_files(directory: Path) -> list[tuple[str, Path]]:
     return [(point, file) for point, _, _, file in found]
 
 
-def read_examples(directory: Path, batch_size: int = READ_BATCH_SIZE) -> Iterator[JoinedExample]:
-    """Stream the examples of a dataset directory, one record batch in memory at a time."""
+def read_examples(
+    directory: Path,
+    batch_size: int = READ_BATCH_SIZE,
+    decision_point: str | None = None,
+    days: tuple[str, str] | None = None,
+) -> Iterator[JoinedExample]:
+    """Stream the examples of a dataset directory, one record batch in memory at a time
+    (only the partitions :func:`part_files` selects)."""
     import pyarrow.parquet as pq
 
-    for point, file in part_files(directory):
+    for point, file in part_files(directory, decision_point, days):
         parquet = pq.ParquetFile(file)
         missing = set(arrow_schema().names) - set(parquet.schema_arrow.names)
         if missing:

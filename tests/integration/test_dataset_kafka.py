@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from learnloop.errors import InvalidInput
@@ -52,3 +54,25 @@ async def test_a_missing_topic_is_named(kafka_settings: Settings) -> None:
     ds = Dataset.from_kafka(kafka_settings.kafka_bootstrap, "no-such-topic", timeout_seconds=5)
     with pytest.raises(InvalidInput, match="no topic 'no-such-topic'"):
         list(ds)
+
+
+async def test_cli_export_from_kafka(
+    kafka_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import json
+
+    from typer.testing import CliRunner
+
+    from runtime.cli import cli
+
+    await _produce(kafka_settings, 12)
+    monkeypatch.setenv("LEARNLOOP_KAFKA_BOOTSTRAP", kafka_settings.kafka_bootstrap)
+    monkeypatch.setenv("LEARNLOOP_TOPIC_PREFIX", kafka_settings.topic_prefix)
+    monkeypatch.setenv("LEARNLOOP_CONNECT_TIMEOUT_SECONDS", "10")
+    out = tmp_path / "ds"
+    args = ["dataset", "export", str(out), "--backend", "kafka", "--json"]
+    result = await asyncio.to_thread(CliRunner().invoke, cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == 12
+    assert Dataset.from_parquet(out).count() == 12

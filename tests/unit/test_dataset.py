@@ -182,3 +182,26 @@ def test_iterating_a_parquet_dataset_keeps_memory_bounded(tmp_path: Path) -> Non
     assert peak - baseline < holding_a_tenth / 2
     # Arrow's own buffers (not traced by tracemalloc): at most a few row groups at a time
     assert pa.default_memory_pool().max_memory() < 64 * 1024 * 1024
+
+
+def test_filtered_parquet_reads_only_the_wanted_partitions(tmp_path: Path) -> None:
+    Dataset.from_examples(examples(30)).write_parquet(tmp_path / "ds")
+    start, end = START + timedelta(minutes=100), START + timedelta(minutes=200)
+    wanted = Dataset.from_examples(examples(30)).filter("home", start, end)
+    read = Dataset.from_parquet(tmp_path / "ds", decision_point="home", start=start, end=end)
+    assert [e.event_id for e in read] == [e.event_id for e in wanted]
+    # a day outside the range is not opened: a broken file there goes unnoticed
+    day_one = next((tmp_path / "ds" / "decision_point=home" / "date=2026-03-01").glob("*.parquet"))
+    day_one.write_bytes(b"not parquet")
+    late = Dataset.from_parquet(
+        tmp_path / "ds", decision_point="home", start=START + timedelta(hours=3)
+    )
+    assert late.count() == len(
+        [
+            e
+            for e in examples(30)
+            if e.decision.decision_point == "home"
+            and e.decision.timestamp >= START + timedelta(hours=3)
+        ]
+    )
+    assert Dataset.open(tmp_path / "ds", "checkout").count() == 10
