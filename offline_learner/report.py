@@ -139,7 +139,7 @@ def _evaluation_sections(payload: Mapping[str, Any], heading: str = "") -> list[
     level = _level(candidates, primary)
     parts = [
         h.section(
-            f"{heading}Estimates ({primary}, {payload['n']:,} decisions)",
+            f"{heading}Estimates ({primary}, {payload['n']:,} decisions{_inactive(payload)})",
             f'<p class="verdict {kind}">{summary}</p>',
             h.figure(
                 plots.estimates_plot(candidates, primary, reference),
@@ -165,6 +165,11 @@ def _evaluation_sections(payload: Mapping[str, Any], heading: str = "") -> list[
     return parts
 
 
+def _inactive(payload: Mapping[str, Any]) -> str:
+    inactive = payload.get("inactive") or 0
+    return f"; {inactive:,} never activated, left out" if inactive else ""
+
+
 def _estimator_order(name: str) -> tuple[int, str]:
     order = ("IPS", "SNIPS", "DM", "DR", "SwitchDR", "SNDR")
     return (order.index(name) if name in order else len(order), name)
@@ -185,7 +190,7 @@ def _optimization(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
         kind = "better"
         verdict = (
             f"Trial {best['number']} is significantly better than the current settings: "
-            f"difference {h.cell(best['difference'])}. Its arguments: "
+            f"difference {h.cell(best['difference'])}.</p><p>Its arguments: "
             f"<code>{h.esc(best['vw_args'])}</code>"
         )
     else:
