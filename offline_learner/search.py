@@ -292,6 +292,11 @@ def optimize(
 
     if primary not in DEFAULT_ESTIMATORS:
         raise InvalidInput(f"primary {primary!r} must be one of {list(DEFAULT_ESTIMATORS)}")
+    if "--cb_explore_adf" not in current_vw_args.split():
+        raise InvalidInput(
+            f"current_vw_args {current_vw_args!r} lack --cb_explore_adf: give the decision "
+            "point's VW arguments (learnloop serves ADF exploration policies)"
+        )
     if trials < 1:
         raise InvalidInput(f"trials is {trials}: run at least 1")
     space = space or SearchSpace()

@@ -96,5 +96,7 @@ def test_refusals(split: tuple[list[JoinedExample], list[JoinedExample]]) -> Non
         optimize(fit_rows[:10], eval_rows[:10], current_vw_args="--cb_explore_adf --bogus")
     with pytest.raises(InvalidInput, match="re-iterable"):
         optimize(iter(fit_rows[:20]), iter(eval_rows[:20]), current_vw_args=WEAK, cache_rows=10)
+    with pytest.raises(InvalidInput, match="cb_explore_adf"):
+        optimize(fit_rows[:10], eval_rows[:10], current_vw_args="--cb_adf")
     with pytest.raises(InvalidInput, match="algorithm"):
         SearchSpace(algorithms=("greedy",))
