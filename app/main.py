@@ -7,7 +7,7 @@ own them. The app owns its model registry and watcher task, its metrics
 registry and its tracer provider.
 
 ``app.state`` holds: ``settings``, ``clock``, ``events``, ``decision_points``,
-``models``, ``personas``, ``registry`` (:class:`~app.serving.ModelRegistry`),
+``models``, ``audit``, ``personas``, ``registry`` (:class:`~app.serving.ModelRegistry`),
 ``metrics`` (:class:`~app.metrics.ServiceMetrics`), ``metrics_registry`` (its
 Prometheus ``CollectorRegistry``), ``tracer_provider`` (``None`` when tracing is
 off), ``spans`` (:class:`~learnloop.telemetry.Spans`), ``writer``, ``decider`` and ``feedback``.
@@ -38,6 +38,7 @@ from app.routes import models as model_routes
 from app.routes import outcomes as outcome_routes
 from app.serving import ModelRegistry
 from learnloop import __version__
+from learnloop.audit import AuditLog
 from learnloop.clock import Clock, SystemClock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.eventlog.base import EventSink
@@ -80,11 +81,13 @@ def create_app(
     models: ModelStore,
     clock: Clock | None = None,
     personas: PersonaResolver | None = None,
+    audit: AuditLog | None = None,
 ) -> FastAPI:
     """The decision service over the given stores (see the module docstring for ``app.state``).
 
     ``clock`` defaults to the system clock and ``personas`` to
-    :class:`~app.personas.DefaultPersonaResolver`.
+    :class:`~app.personas.DefaultPersonaResolver`; without ``audit`` (the audit log of
+    promotions and rollbacks) ``POST /v1/models/{name}/rollback`` answers 503.
     """
     clock = clock or SystemClock()
     personas = personas or DefaultPersonaResolver()
@@ -117,6 +120,7 @@ def create_app(
     state.events = events
     state.decision_points = decision_points
     state.models = models
+    state.audit = audit
     state.personas = personas
     state.registry = registry
     state.metrics = metrics

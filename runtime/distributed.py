@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from app.main import create_app
 from join_service.kafka_partitions import JoinTuning
+from learnloop.audit_redis import RedisAuditLog
 from learnloop.clock import Clock, SystemClock
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
 from learnloop.decision_points import load_config_file
@@ -91,7 +92,12 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
         raise
     try:
         app = create_app(
-            settings, events=events, decision_points=decision_points, models=models, clock=clock
+            settings,
+            events=events,
+            decision_points=decision_points,
+            models=models,
+            clock=clock,
+            audit=RedisAuditLog(redis, settings.redis_prefix),
         )
     except BaseException:
         await events.close()

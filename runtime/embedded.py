@@ -11,6 +11,7 @@ all of them::
                                     examples, dropped events, join checkpoint
                                     (SQLite WAL: every process appends, one at a time)
     data/decision_points.sqlite     decision-point configuration (seeded from --config)
+    data/audit.sqlite               who promoted or rolled back which model, and why
     data/models/<point>/            model releases and the current manifest
     data/run/                       pids of the running processes, Prometheus files
 """
@@ -29,6 +30,8 @@ from prometheus_client import CollectorRegistry
 from app.main import create_app
 from join_service.embedded_runner import EmbeddedJoinRunner
 from join_service.metrics import JoinMetrics
+from learnloop.audit import FILE_NAME as AUDIT_FILE
+from learnloop.audit import SqliteAuditLog
 from learnloop.clock import Clock, SystemClock
 from learnloop.decision_point_store import FILE_NAME as DECISION_POINTS_FILE
 from learnloop.decision_point_store import SqliteDecisionPointStore
@@ -92,15 +95,18 @@ async def serve_api_worker(settings: Settings, listener: socket.socket | None = 
     one, on ``host:port``) until SIGTERM or SIGINT; then its stores close. Its commits
     never checkpoint the WAL: the loop process's do, off the request path."""
     stores = open_stores(settings, checkpoints=False)
+    audit = SqliteAuditLog(settings.data_dir / AUDIT_FILE)  # for POST /v1/models/…/rollback
     try:
         app = create_app(
             settings,
             events=stores.events,
             decision_points=stores.decision_points,
             models=stores.models,
+            audit=audit,
         )
         await serve_http(app, settings, listener=listener)
     finally:
+        await audit.close()
         await stores.close()
 
 
