@@ -56,7 +56,9 @@ def test_rollback_serves_the_earlier_model_and_is_audited(harness: Harness) -> N
         ({"to_version": 0}, 422, "greater than or equal to 1"),
     ],
 )
-def test_rollback_refusals(harness: Harness, body: dict, status: int, message: str) -> None:
+def test_rollback_refusals(
+    harness: Harness, body: dict[str, int], status: int, message: str
+) -> None:
     harness.publish(release(1, DEFAULT_VW_ARGS), b"one")
     harness.publish(release(2, DEFAULT_VW_ARGS), b"two")
     answer = harness.client.post(f"/v1/models/{DP}/rollback", json=body, headers=ADMIN)
