@@ -173,6 +173,16 @@ class OnlineLearner:
             invalid_skipped=int(m.get("invalid_skipped", 0)),
             fresh_models=int(m.get("fresh_models", 0)),
         )
+        if release.source != "online":
+            # A promotion or rollback changes the configured vw_args right after it
+            # publishes; restored in between, the change to come names this model's
+            # own arguments and must not start a fresh model (see ``adopt``).
+            self._check_config_as_seen(release)
+
+    def _check_config_as_seen(self, release: ModelRelease) -> None:
+        config = self._config(release.decision_point)
+        state = self._states[release.decision_point]
+        state.config_vw_args = config.vw_args if config is not None else release.vw_args
 
     def adopt(self, release: ModelRelease, model: bytes) -> None:
         """Continue from a release another writer published (a promotion or a rollback).
@@ -200,8 +210,7 @@ class OnlineLearner:
             state.version = max(state.version, release.version)
             state.last_offset = max(state.last_offset, release.last_offset)
             state.in_flight = None
-        config = self._config(release.decision_point)
-        state.config_vw_args = config.vw_args if config is not None else release.vw_args
+        self._check_config_as_seen(release)
 
     def version(self, decision_point: str) -> int:
         """The last version this learner published or restored (0 before any)."""

@@ -72,7 +72,7 @@ async def open_release_stores(settings: Settings) -> AsyncIterator[ReleaseStores
         )
     points = SqliteDecisionPointStore(data_dir / DECISION_POINTS_FILE)
     audit = SqliteAuditLog(data_dir / AUDIT_FILE)
-    models = LocalModelStore(data_dir / "models", keep=settings.model_keep_versions)
+    models = LocalModelStore(data_dir / "models")  # as the embedded services open it
     try:
         await points.seed(load_config_file(settings.config))  # as `serve` would, never overwriting
         yield ReleaseStores(models, points, audit)

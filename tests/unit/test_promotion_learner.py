@@ -217,3 +217,34 @@ async def test_the_kafka_publisher_adopts_instead_of_publishing() -> None:
 
 def test_config_helper_is_the_online_learners() -> None:
     assert config(vw_args=NEW) == DecisionPointConfig(name="home", actions=ACTIONS, vw_args=NEW)
+
+
+async def test_a_restart_between_the_release_and_the_config_change_keeps_the_model() -> None:
+    """The learner restarts after the promotion published, before vw_args changed."""
+    loop = Loop(every=10)
+    await loop.runner.start()
+    await loop.feed(10)
+    await loop.drain()
+    warm = warm_start(synthetic(50, seed=3), NEW, decision_point="home")
+    await publish_next(
+        loop.models, "home", warm.model, loop.clock.now(), vw_args=NEW,
+        examples_learned=50, source="promotion", audit_id="home-promote-w",
+    )  # fmt: skip
+    restarted = EmbeddedLearnerRunner(
+        loop.log, loop.models, loop.points, clock=loop.clock, release_every_examples=10
+    )
+    await restarted.start()
+    await loop.feed(10)
+    loop.clock.advance(1.5)
+    while await restarted.step():
+        pass
+    config_now = await loop.points.get("home")
+    assert config_now is not None
+    await loop.points.put(config_now.model_copy(update={"vw_args": NEW}))
+    await loop.feed(10)
+    loop.clock.advance(1.5)
+    while await restarted.step():
+        pass
+    after = await loop.current()
+    assert (after.vw_args, after.examples_learned) == (NEW, 70)
+    assert after.metrics["fresh_models"] == 0
