@@ -33,7 +33,6 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from learnloop.errors import InvalidInput
 from offline_learner.datasets.event_log import keep, read_joined
@@ -44,11 +43,11 @@ from offline_learner.datasets.parquet import (
     write_examples,
 )
 from offline_learner.datasets.summary import DatasetSummary, SummaryAccumulator
+from offline_learner.datasets.table_mapping import ColumnMapping
 from schemas.dsjson import to_dsjson
 from schemas.events import JoinedExample
 
-if TYPE_CHECKING:
-    from offline_learner.datasets.table_mapping import ColumnMapping
+__all__ = ["ColumnMapping", "Dataset", "DatasetSummary"]
 
 DSJSON_SUFFIXES = (".json", ".dsjson", ".jsonl")
 Progress = Callable[[int], None]

@@ -99,6 +99,8 @@ def parse_line(
     shared = data.get("c")
     if not isinstance(shared, dict):
         raise ValueError("no 'c' object (the context and its '_multi' actions)")
+    if "_slots" in shared:
+        raise ValueError("conditional (CCB) and slates DSJson are not supported: one action a line")
     multi = shared.get("_multi")
     if not isinstance(multi, list) or not multi or not all(isinstance(m, dict) for m in multi):
         raise ValueError("'c._multi' must be a non-empty list of action objects")

@@ -97,6 +97,7 @@ def test_learnloop_export_round_trip(tmp_path: Path) -> None:
         ("not json", "line 2: not a JSON line"),
         ('{"_label_cost": 1}', "line 2: no 'c' object"),
         ('{"c": {"_multi": []}}', "'c._multi' must be a non-empty list"),
+        ('{"c": {"_multi": [{"x": 1}], "_slots": [{}]}}', "slates DSJson are not supported"),
         ('{"c": {"_multi": [{"a": {"x": 1}}]}, "_labelIndex": 3, "p": [1]}', "is not one of the 1"),
         ('{"c": {"_multi": [{"a": {"x": 1}}]}, "_labelIndex": 0}', "no logging propensity"),
         ('{"c": {"_multi": [{"x": 1}]}, "_labelIndex": 0, "_label_probability": 0}', "not in"),
