@@ -11,6 +11,7 @@ so they are neither learned nor estimated; they are counted.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from offline_learner.candidates import Candidate, CandidateRun, LoggedPolicy, ch
 from offline_learner.estimators import DM, DR, IPS, SNDR, SNIPS, Estimate, SwitchDR
 from offline_learner.estimators.base import Estimator
 from offline_learner.estimators.streaming import StreamingEstimates
+from offline_learner.replay_timeline import Timeline, TimelinePoint
 from offline_learner.reward_model import DEFAULT_REWARD_MODEL_ARGS, RewardModel
 from offline_learner.training import PROGRESS_EVERY, Progress, example_lines
 from schemas.events import JoinedExample, utc_now_iso
@@ -43,55 +45,8 @@ CHUNK = 4096
 """Examples per streaming update: big enough for numpy to pay off, small in memory."""
 
 
-@dataclass(frozen=True)
-class TimelinePoint:
-    """Cumulative state after the first ``n`` activated examples (up to time ``end``)."""
-
-    end: str
-    n: int
-    logged: float
-    """Mean logged reward so far."""
-    value: float
-    """The candidate's running primary estimate so far."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"end": self.end, "n": self.n, "logged": self.logged, "value": self.value}
-
-
-class Timeline:
-    """At most ``points`` evenly spaced cumulative points, whatever the dataset's length:
-    a point every ``bucket`` examples, and when there are too many, every other point
-    goes and the bucket doubles (the kept points are exactly the doubled bucket's ends)."""
-
-    def __init__(self, primary: str, points: int) -> None:
-        if points < 2:
-            raise InvalidInput(f"points is {points}: over_time needs at least 2 points")
-        self.primary = primary
-        self.limit = points
-        self.bucket = 1
-        self.next_boundary = 1
-        self._points: list[tuple[str, int, float, list[float | None]]] = []
-
-    @property
-    def last_n(self) -> int:
-        return self._points[-1][1] if self._points else 0
-
-    def add(
-        self, end: str, n: int, logged: float, values: list[float | None], final: bool = False
-    ) -> None:
-        self._points.append((end, n, logged, values))
-        if len(self._points) > self.limit and not final:
-            self._points = self._points[1::2]
-            self.bucket *= 2
-        self.next_boundary = (n // self.bucket + 1) * self.bucket
-
-    def series(self, candidate: int) -> list[TimelinePoint]:
-        """One candidate's points (those where its estimate was defined)."""
-        return [
-            TimelinePoint(end, n, logged, value)
-            for end, n, logged, values in self._points
-            if (value := values[candidate]) is not None
-        ]
+def _dot(a: Sequence[float], b: Sequence[float]) -> float:
+    return sum(x * y for x, y in zip(a, b, strict=True))
 
 
 @dataclass(frozen=True)
@@ -200,13 +155,13 @@ class _Replay:
             StreamingEstimates(estimators, paired=self.ref is not None) for _ in candidates
         ]
         k = len(candidates)
-        self.rewards = np.zeros(CHUNK)
-        self.propensities = np.zeros(CHUNK)
-        self.predicted = np.zeros(CHUNK)
-        self.pi = np.zeros((k, CHUNK))
-        self.q = np.zeros((k, CHUNK))
+        # One chunk's per-example terms, as lists (appending beats numpy item assignment).
+        self.rewards: list[float] = []
+        self.propensities: list[float] = []
+        self.predicted: list[float] = []
+        self.pi: list[list[float]] = [[] for _ in range(k)]
+        self.q: list[list[float]] = [[] for _ in range(k)]
         self.floors = [1.0] * k
-        self.filled = 0
         self.n = 0
         self.reward_sum = 0.0
         self.runs: list[CandidateRun] = []
@@ -232,50 +187,52 @@ class _Replay:
             )
         lines, labelled = example_lines(featurizer, example)
         rhat = self.model.learn(labelled) if self.model is not None else None
-        i = self.filled
-        self.rewards[i] = example.reward
-        self.propensities[i] = mu
+        reward = example.reward
+        self.rewards.append(reward)
+        self.propensities.append(mu)
         if rhat is not None:
-            self.predicted[i] = rhat[chosen]
+            self.predicted.append(rhat[chosen])
+        floors, k = self.floors, len(lines) - 1
         for c, run in enumerate(self.runs):
             pmf = run.step(lines, labelled, decision)
-            total = sum(pmf)
-            if len(pmf) != len(decision.actions) or not total > 0:
+            total = math.fsum(pmf)
+            if len(pmf) != k or not total > 0:
                 raise RuntimeError(f"{self.candidates[c].name} gave pmf {pmf} for {lines}")
             if abs(total - 1.0) > 1e-6:  # e.g. VW's regcbopt scores ones
                 pmf = [p / total for p in pmf]
-            self.floors[c] = min(self.floors[c], min(pmf))
-            self.pi[c, i] = pmf[chosen]
+            low = min(pmf)
+            if low < floors[c]:
+                floors[c] = low
+            self.pi[c].append(pmf[chosen])
             if rhat is not None:
-                self.q[c, i] = sum(p * r for p, r in zip(pmf, rhat, strict=True))
-        self.filled += 1
+                self.q[c].append(_dot(pmf, rhat))
         self.n += 1
-        self.reward_sum += example.reward
-        if self.filled == CHUNK or self.n == self.timeline.next_boundary:
+        self.reward_sum += reward
+        if len(self.rewards) == CHUNK or self.n == self.timeline.next_boundary:
             self.flush()
         if self.n == self.timeline.next_boundary:
             self.mark(example)
 
     def flush(self) -> None:
-        k = self.filled
-        if k == 0:
+        if not self.rewards:
             return
-        r, mu = self.rewards[:k], self.propensities[:k]
-        rhat = self.predicted[:k] if self.model is not None else None
+        r, mu = np.asarray(self.rewards), np.asarray(self.propensities)
+        rhat = np.asarray(self.predicted) if self.model is not None else None
+        pi = [np.asarray(p) for p in self.pi]
+        q = [np.asarray(v) for v in self.q] if rhat is not None else None
         ref = self.ref
         for c, stream in enumerate(self.streams):
             stream.update(
                 r,
                 mu,
-                self.pi[c, :k],
+                pi[c],
                 rhat,
-                self.q[c, :k] if rhat is not None else None,
-                reference_probabilities=None if ref is None else self.pi[ref, :k],
-                reference_predicted_rewards=None
-                if ref is None or rhat is None
-                else self.q[ref, :k],
+                None if q is None else q[c],
+                reference_probabilities=None if ref is None else pi[ref],
+                reference_predicted_rewards=None if ref is None or q is None else q[ref],
             )
-        self.filled = 0
+        for buffer in (self.rewards, self.propensities, self.predicted, *self.pi, *self.q):
+            buffer.clear()
 
     def mark(self, example: JoinedExample, final: bool = False) -> None:
         primary = self.timeline.primary
