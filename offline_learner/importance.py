@@ -183,19 +183,35 @@ def _negated(e: Estimate) -> Estimate:
     )  # fmt: skip
 
 
+class ContextKeys:
+    """The cache key of a decision's persona and context, computed once per decision for
+    all the ablated runs (the replay steps them one after another on the same decision)."""
+
+    def __init__(self) -> None:
+        self._decision: DecisionEvent | None = None
+        self._key = ("", "")
+
+    def of(self, decision: DecisionEvent) -> tuple[str, str]:
+        if decision is not self._decision:
+            self._decision = decision
+            self._key = (decision.persona, repr(decision.context.features))
+        return self._key
+
+
 class _AblatedRun:
     """A VW run that learns and decides on the decision without its ablated group: the
     replay's shared action lines (featurized once for all candidates) under its own
     shared line, built once per distinct context and persona."""
 
-    def __init__(self, inner: CandidateRun, cut: Ablation) -> None:
+    def __init__(self, inner: CandidateRun, cut: Ablation, keys: ContextKeys) -> None:
         self._inner = inner
         self._cut = cut
+        self._keys = keys
         self._shared: dict[tuple[str, str], str] = {}
         self.fallbacks = 0
 
     def step(self, lines: list[str], labelled: list[str], decision: DecisionEvent) -> list[float]:
-        key = (decision.persona, repr(decision.context.features))
+        key = self._keys.of(decision)
         shared = self._shared.get(key)
         if shared is None:
             if len(self._shared) >= 50_000:
@@ -215,6 +231,8 @@ class AblatedCandidate:
 
     cut: Ablation
     vw_args: str
+    keys: ContextKeys = field(default_factory=ContextKeys, compare=False, repr=False)
+    """Shared by the candidates of one replay, so each decision's key is computed once."""
     kind: Kind = "vw"
 
     @property
@@ -222,7 +240,7 @@ class AblatedCandidate:
         return f"without {self.cut.group} {self.cut.name}"
 
     def start(self) -> CandidateRun:
-        return _AblatedRun(VWCandidate(self.name, self.vw_args).start(), self.cut)
+        return _AblatedRun(VWCandidate(self.name, self.vw_args).start(), self.cut, self.keys)
 
 
 def _summarised(
@@ -288,7 +306,8 @@ def importance(
     if not cuts:
         raise InvalidInput("nothing to ablate: give at least one namespace or feature")
     full = VWCandidate(FULL, vw_args)
-    ablated = [AblatedCandidate(cut, vw_args) for cut in cuts]
+    keys = ContextKeys()
+    ablated = [AblatedCandidate(cut, vw_args, keys) for cut in cuts]
     summary = SummaryAccumulator(str(getattr(examples, "source", "examples")))
     result = evaluate(
         _summarised(examples, summary),

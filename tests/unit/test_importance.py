@@ -136,6 +136,7 @@ def test_the_payload_has_the_shape_reports_read(result) -> None:  # type: ignore
     payload = result.to_dict()
     assert payload["kind"] == "importance" and payload["primary"] == "SNIPS"
     assert payload["dataset"]["rows"] == 3000 and payload["vw_args"] == VW_ARGS
+    assert (payload["groups_seen"], payload["limit"]) == (3, 30)
     names = [(f["name"], f["group"]) for f in payload["features"]]
     assert set(names) == {
         ("c", "namespace"),
