@@ -178,7 +178,7 @@ def _estimator_order(name: str) -> tuple[int, str]:
 def _evaluation(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
     n = len(payload["candidates"])
     subtitle = f"{n} candidate{'s' if n != 1 else ''} against {h.esc(payload['reference'])}"
-    sections = _evaluation_sections(payload)
+    sections = _evaluation_sections(payload) + _attached_importance(payload)
     sections.append(h.section("Dataset", h.dataset_table(payload["dataset"])))
     return "Off-policy evaluation", subtitle, sections
 
@@ -238,11 +238,12 @@ def _optimization(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
     evaluation = payload.get("evaluation")
     if evaluation:
         sections.extend(_evaluation_sections(evaluation, heading="Best vs current: "))
+    sections.extend(_attached_importance(payload))
     sections.append(h.section("Dataset", h.dataset_table(payload["dataset"])))
     return "Policy search", f"{len(trials)} trials, {h.esc(primary)}", sections
 
 
-def _importance(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
+def _importance_section(payload: Mapping[str, Any]) -> str:
     primary, features, full = payload["primary"], payload["features"], payload["full"]
     rows = [
         [
@@ -258,23 +259,35 @@ def _importance(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
     summary = (
         f"The policy significantly relies on: {', '.join(h.esc(n) for n in used) or 'nothing'}."
     )
-    sections = [
-        h.section(
-            "Feature importance by ablation",
-            f'<p class="verdict {"better" if used else "unclear"}">{summary}</p>',
-            f"<p>Full policy <code>{h.esc(payload['vw_args'])}</code>: "
-            f"{h.esc(primary)} {h.cell(full)} on {full['n']:,} decisions.</p>",
-            h.figure(plots.importance_plot(features), READ_IMPORTANCE),
-            f'<p class="howto">{h.esc(note)}</p>' if (note := capped_note(payload)) else "",
-            h.table(
-                ["removed", "group", f"{primary} without it", "drop (full minus without)", "ESS"],
-                rows,
-                numeric={2, 3, 4},
-            ),
+    return h.section(
+        "Feature importance by ablation",
+        f'<p class="verdict {"better" if used else "unclear"}">{summary}</p>',
+        f"<p>Full policy <code>{h.esc(payload['vw_args'])}</code>: "
+        f"{h.esc(primary)} {h.cell(full)} on {full['n']:,} decisions.</p>",
+        h.figure(plots.importance_plot(features), READ_IMPORTANCE),
+        f'<p class="howto">{h.esc(note)}</p>' if (note := capped_note(payload)) else "",
+        h.table(
+            ["removed", "group", f"{primary} without it", "drop (full minus without)", "ESS"],
+            rows,
+            numeric={2, 3, 4},
         ),
+    )
+
+
+def _importance(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
+    sections = [
+        _importance_section(payload),
         h.section("Dataset", h.dataset_table(payload["dataset"])),
     ]
-    return "Feature importance", f"{len(features)} groups, {h.esc(primary)}", sections
+    subtitle = f"{len(payload['features'])} groups, {h.esc(payload['primary'])}"
+    return "Feature importance", subtitle, sections
+
+
+def _attached_importance(payload: Mapping[str, Any]) -> list[str]:
+    """An ``importance`` payload attached to an evaluation or optimization under the key
+    ``"importance"`` (e.g. of the best policy) becomes a section of the same page."""
+    attached = payload.get("importance")
+    return [_importance_section(attached)] if isinstance(attached, Mapping) else []
 
 
 KINDS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str, list[str]]]] = {

@@ -139,6 +139,7 @@ def optimization_tables(payload: Mapping[str, Any]) -> list[Table]:
     tables = [trials]
     if payload.get("evaluation"):
         tables.extend(evaluation_tables(payload["evaluation"], heading="Best vs current: "))
+    tables.extend(_attached(payload))
     tables.append(_dataset(payload["dataset"]))
     return tables
 
@@ -187,10 +188,15 @@ def capped_note(payload: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _attached(payload: Mapping[str, Any]) -> list[Table]:
+    attached = payload.get("importance")
+    return importance_tables(attached)[:1] if isinstance(attached, Mapping) else []
+
+
 def render_tables(payload: Mapping[str, Any]) -> list[Table]:
     """The terminal view of a payload: a list of rich tables to print one after another."""
     builders = {
-        "evaluation": lambda p: [*evaluation_tables(p), _dataset(p["dataset"])],
+        "evaluation": lambda p: [*evaluation_tables(p), *_attached(p), _dataset(p["dataset"])],
         "optimization": optimization_tables,
         "importance": importance_tables,
     }

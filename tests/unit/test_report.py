@@ -150,6 +150,20 @@ def test_sparse_payloads_still_render() -> None:
         assert parse(render_html(data, now=NOW)).svgs
 
 
+@pytest.mark.parametrize("kind", ["evaluation", "optimization"])
+def test_an_attached_importance_becomes_a_section_of_the_page(kind: str) -> None:
+    data = payload(kind)
+    plain = parse(render_html(data, now=NOW))
+    data["importance"] = payload("importance")
+    page = render_html(data, now=NOW)
+    assert len(parse(page).svgs) == len(plain.svgs) + 1
+    assert "Feature importance by ablation" in page
+    console = Console(record=True, width=200)
+    for table in render_tables(data):
+        console.print(table)
+    assert "Importance by ablation" in console.export_text()
+
+
 def test_capped_feature_groups_are_said() -> None:
     data = payload("importance")
     data.update(groups_seen=45, limit=30)
