@@ -117,6 +117,12 @@ def test_a_context_aware_learner_beats_uniform(uniform_log: list[JoinedExample])
     assert vw.probability_floor == pytest.approx(0.05 / 3, rel=1e-3)
 
 
+def test_no_reference_no_differences() -> None:
+    evaluation = evaluate(logged(100, seed=13), [Uniform()], reference=None)
+    assert [c.name for c in evaluation.candidates] == ["uniform"]
+    assert evaluation.candidate("uniform").difference is None
+
+
 def test_floors_and_fallbacks() -> None:
     rows = logged(300, seed=4)
     evaluation = evaluate(

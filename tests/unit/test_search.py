@@ -65,6 +65,21 @@ def test_same_seed_same_trials(split: tuple[list[JoinedExample], list[JoinedExam
     assert [t.to_dict() for t in runs[0].trials] == [t.to_dict() for t in runs[1].trials]
 
 
+def test_featurizing_again_per_trial_gives_the_cached_result(
+    split: tuple[list[JoinedExample], list[JoinedExample]],
+) -> None:
+    fit_rows, eval_rows = split
+    space = SearchSpace(algorithms=("squarecb",), triples=())
+    runs = [
+        optimize(
+            fit_rows[:400], eval_rows[:300], current_vw_args=WEAK, trials=2, space=space,
+            cache_rows=cache,
+        ).to_dict()
+        for cache in (10_000, 100)
+    ]  # fmt: skip
+    assert runs[0] == runs[1]
+
+
 def test_a_combination_vw_refuses_is_a_failed_trial(
     split: tuple[list[JoinedExample], list[JoinedExample]],
 ) -> None:
