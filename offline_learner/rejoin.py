@@ -40,7 +40,6 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
 
 from pydantic import ValidationError
 
@@ -49,17 +48,14 @@ from join_service.join_state import JoinStats
 from join_service.window import Join
 from learnloop.decision_point_store import FILE_NAME as DECISION_POINTS_FILE
 from learnloop.errors import InvalidInput, Unavailable
-from learnloop.eventlog.sqlite_file import FILE_NAME as LOG_FILE
-from learnloop.streams import Streams, decode_join_input
+from offline_learner.datasets.event_log import EventLogReader
 from schemas import DecisionEvent, DecisionPointConfig, JoinedExample, JoinInput
 
 __all__ = ["EventLogReader", "Rejoin", "raw_events", "rejoin", "stored_configs", "what_if"]
 
 log = logging.getLogger(__name__)
 
-LOG_DIR: Final = "log"
 """Where the embedded event log lives under the data directory (``runtime.embedded``)."""
-PAGE: Final = 2000
 
 
 def what_if(
@@ -191,82 +187,6 @@ def rejoin(
 ) -> Rejoin:
     """Replay ``events`` through the pure join; see :class:`Rejoin`."""
     return Rejoin(events, configs, flush=flush, decision_points=decision_points)
-
-
-class EventLogReader:
-    """Reads the embedded event log of a data directory read-only, page by page.
-
-    Opened with SQLite's read-only mode, so nothing in the log can change; while the
-    service runs, a read sees the last commit. Iterations stop at the end offset
-    found when they start, so a replay of a live log is well defined. SQLite may
-    create the log's ``-wal``/``-shm`` coordination files if no process has them
-    open; they hold no data.
-    """
-
-    def __init__(self, data_dir: Path | str, *, page: int = PAGE) -> None:
-        self.data_dir = Path(data_dir)
-        self.page = page
-        self.undecodable = 0
-        """Join inputs skipped because they did not decode (the online runner skips them too)."""
-        path = self.data_dir / LOG_DIR / LOG_FILE
-        if not path.is_file():
-            raise InvalidInput(
-                f"no event log at {path}: pass the --data-dir of an embedded learnloop "
-                "(the directory holding log/events.sqlite)"
-            )
-        self.path = path
-
-    def end_offset(self) -> int:
-        """The largest offset in the log (-1 when empty)."""
-        rows = self._query('SELECT MAX("offset") FROM events', ())
-        return -1 if not rows or rows[0][0] is None else int(rows[0][0])
-
-    def records(
-        self, streams: Collection[str], *, after: int = -1, until: int | None = None
-    ) -> Iterator[tuple[int, str, bytes]]:
-        """``(offset, stream, value)`` of ``streams`` after ``after`` up to ``until``
-        (default: the end now), in offset order, one page in memory at a time."""
-        end = self.end_offset() if until is None else until
-        names = list(dict.fromkeys(streams))
-        marks = ", ".join("?" * len(names))
-        sql = (
-            f'SELECT "offset", stream, value FROM events WHERE "offset" > ? AND "offset" <= ? '
-            f'AND stream IN ({marks}) ORDER BY "offset" LIMIT ?'
-        )
-        while True:
-            rows = self._query(sql, (after, end, *names, self.page))
-            for offset, stream, value in rows:
-                yield int(offset), str(stream), bytes(value)
-            if len(rows) < self.page:
-                return
-            after = int(rows[-1][0])
-
-    def join_inputs(self, *, until: int | None = None) -> Iterator[JoinInput]:
-        """Decisions, outcomes, rewards and activations in the order the online join read them."""
-        for offset, stream, value in self.records(Streams.JOIN_INPUTS, until=until):
-            try:
-                yield decode_join_input(stream, value)
-            except InvalidInput:
-                self.undecodable += 1
-                log.warning("skipping undecodable %s record at offset %d", stream, offset)
-
-    def joined(self, *, until: int | None = None) -> Iterator[JoinedExample]:
-        """The joined examples the online join wrote, in the order it wrote them."""
-        for _offset, _stream, value in self.records([Streams.JOINED], until=until):
-            yield JoinedExample.model_validate_json(value)
-
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
-        """One query on a fresh read-only connection (so a page never holds a read open)."""
-        try:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
-        except sqlite3.Error as exc:
-            raise Unavailable(f"cannot open event log {self.path} read-only: {exc}") from exc
-        try:
-            return conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise Unavailable(f"event log {self.path}: read failed: {exc}") from exc
-        finally:
-            conn.close()
 
 
 def raw_events(data_dir: Path | str, *, until: int | None = None) -> Iterator[JoinInput]:

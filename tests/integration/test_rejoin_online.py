@@ -215,6 +215,6 @@ async def test_rejoin_reproduces_the_online_join_then_a_what_if_changes_rewards(
 def test_a_missing_log_is_refused_clearly(tmp_path: Path) -> None:
     from learnloop.errors import InvalidInput
 
-    with pytest.raises(InvalidInput, match="no event log"):
+    with pytest.raises(InvalidInput, match="no embedded event log"):
         list(raw_events(tmp_path))
     assert not any(tmp_path.iterdir())
