@@ -16,29 +16,7 @@ from learnloop.errors import InvalidInput, LearnloopError
 from runtime.cli_common import ConfigOpt, DataOpt, console, load_settings, offline_app
 
 if TYPE_CHECKING:
-    from offline_learner.dataset import Dataset
     from schemas import DecisionPointConfig
-
-DSJSON_SUFFIXES = (".json", ".dsjson", ".jsonl")
-
-
-def open_dataset(path: Path, decision_point: str | None = None) -> Dataset:
-    """The dataset at ``path``: a Parquet dataset directory, a DSJson file, or a
-    ``learnloop serve`` data directory (its event log's joined examples); only
-    ``decision_point``'s rows when given."""
-    from offline_learner.dataset import Dataset
-
-    if path.is_file() and path.suffix.lower() in DSJSON_SUFFIXES:
-        return Dataset.from_dsjson(path, decision_point or "imported")
-    if path.is_dir() and (path / "log").is_dir():
-        return Dataset.from_event_log(path, decision_point=decision_point)
-    if path.is_dir():
-        dataset = Dataset.from_parquet(path)
-        return dataset if decision_point is None else dataset.filter(decision_point=decision_point)
-    raise InvalidInput(
-        f"no dataset at {path}: give a Parquet dataset directory (learnloop dataset export), "
-        "a DSJson file (.json/.dsjson) or a learnloop data directory"
-    )
 
 
 def current_vw_args(decision_point: str, configs: dict[str, DecisionPointConfig]) -> str:
@@ -99,6 +77,7 @@ def importance_command(
     policy; the drop in the estimate (paired, with an interval) is its importance."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from offline_learner.dataset import Dataset
     from offline_learner.importance import importance
     from offline_learner.report import render_tables, write_report
 
@@ -109,7 +88,7 @@ def importance_command(
                     "give --vw-args, or --decision-point to use its current VW arguments"
                 )
             vw_args = current_vw_args(decision_point, _configs(data_dir, config))
-        examples = open_dataset(dataset, decision_point)
+        examples = Dataset.open(dataset, decision_point)
         chosen = "auto" if features is None else [f.strip() for f in features.split(",")]
         with Progress(
             SpinnerColumn(),

@@ -51,9 +51,9 @@ def _bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
 
 def _open(path: Path, decision_point: str | None) -> tuple[Dataset, dict[str, Any]]:
     """The dataset and its summary (one counting pass, with a bar)."""
-    from runtime.cli_importance import open_dataset
+    from offline_learner.dataset import Dataset
 
-    dataset = open_dataset(path, decision_point)
+    dataset = Dataset.open(path, decision_point)
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     with Progress(

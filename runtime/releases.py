@@ -136,17 +136,6 @@ def default_user() -> str:
         return "unknown"
 
 
-def open_dataset(path: Path, decision_point: str) -> Any:
-    """A dataset directory (Parquet, from ``learnloop dataset``) or a DSJson file."""
-    from offline_learner.dataset import Dataset
-
-    if path.is_dir():
-        return Dataset.from_parquet(path)
-    if path.is_file():
-        return Dataset.from_dsjson(path, decision_point=decision_point)
-    raise InvalidInput(f"no dataset at {path}: give a Parquet dataset directory or a DSJson file")
-
-
 def estimate_from_file(path: Path, vw_args: str) -> dict[str, JsonValue]:
     """The estimate to record from ``--estimate-json``: the output of ``learnloop offline
     optimize --json`` or ``evaluate --json`` (the entry for ``vw_args``), or one estimate."""
@@ -218,10 +207,11 @@ async def promote_dataset(
     """Warm-start a model on the dataset and promote it (see :mod:`offline_learner.promotion`)."""
     import asyncio
 
+    from offline_learner.dataset import Dataset
     from offline_learner.promotion import promote, warm_start
 
     clock = clock or SystemClock()
-    dataset = open_dataset(dataset_path, decision_point)
+    dataset = Dataset.open(dataset_path, decision_point)
     async with open_release_stores(settings) as stores:
         if await stores.decision_points.get(decision_point) is None:
             raise InvalidInput(
