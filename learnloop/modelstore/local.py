@@ -9,7 +9,8 @@ Layout, one directory per decision point::
         00000042.pin       release 42 is pinned (a promotion or rollback, or the release
                            one replaced): never pruned
         manifest.json      the current ModelRelease (points at 00000042.vw)
-        history.jsonl      every release ever published, oldest first, one JSON line each
+        history.jsonl      the releases, oldest first, one JSON line each: every promotion
+                           and rollback, and the newest ``history_keep`` online releases
         .lock              held (flock) by the one process publishing right now
 
 ``publish`` makes the model file durable first (temp file, fsync, rename,
@@ -54,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 HISTORY = "history.jsonl"
+HISTORY_KEEP = 10_000
+"""Online releases the history keeps (promotions and rollbacks are all kept)."""
+_HISTORY_LINE_BYTES = 1_024  # compact once the file is about twice history_keep lines
 LOCK = ".lock"
 _PIN_FILE = re.compile(r"^(\d{8,})\.pin$")
 _TAIL_CHUNK = 64 * 1024
@@ -99,11 +103,14 @@ class LocalModelStore:
         previous model stays loadable while readers switch).
     """
 
-    def __init__(self, root: Path, keep: int = 5) -> None:
+    def __init__(self, root: Path, keep: int = 5, history_keep: int = HISTORY_KEEP) -> None:
         if keep < 2:
             raise InvalidInput(f"keep={keep}: keep at least 2 model files per decision point")
+        if history_keep < 1:
+            raise InvalidInput(f"history_keep={history_keep}: keep at least 1 history entry")
         self.root = Path(root)
         self.keep = keep
+        self.history_keep = history_keep
         self._write_lock = threading.Lock()
         # decision point -> ((st_ino, st_mtime_ns, st_size), release): current() is polled often.
         self._cache: dict[str, tuple[tuple[int, int, int], ModelRelease]] = {}
@@ -150,8 +157,7 @@ class LocalModelStore:
         self._prune(directory, release.version)
         return stored
 
-    @staticmethod
-    def _append_history(directory: Path, release: ModelRelease) -> None:
+    def _append_history(self, directory: Path, release: ModelRelease) -> None:
         path = directory / HISTORY
         with open(path, "ab") as handle:
             if handle.tell() > 0:
@@ -163,6 +169,22 @@ class LocalModelStore:
             handle.write(release.model_dump_json().encode() + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
+            size = handle.tell()
+        if size > self.history_keep * _HISTORY_LINE_BYTES:
+            self._compact_history(path)
+
+    def _compact_history(self, path: Path) -> None:
+        """Keep the newest ``history_keep`` entries and every promotion and rollback (the
+        online releases in between are the bulk: about one a second under traffic)."""
+        lines = [line for line in path.read_bytes().split(b"\n") if line.strip()]
+        newest = len(lines) - self.history_keep
+        kept = [
+            line
+            for index, line in enumerate(lines)
+            if index >= newest or b'"source":"online"' not in line
+        ]
+        _write_atomic(path, b"\n".join(kept) + b"\n")
+        logger.info("history %s compacted from %d to %d entries", path, len(lines), len(kept))
 
     def _prune(self, directory: Path, current_version: int) -> None:
         """Delete model files beyond the newest ``keep`` but the pinned ones, and temp

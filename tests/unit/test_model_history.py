@@ -119,6 +119,20 @@ async def test_local_history_reads_a_long_file_from_its_end(tmp_path: Path) -> N
     assert len(await store.history("home")) == 300
 
 
+async def test_local_history_keeps_the_newest_online_releases_and_every_promotion(
+    tmp_path: Path,
+) -> None:
+    """At about one online release a second the history would grow without end: it is
+    compacted to the newest ``history_keep`` online entries, never losing a promotion."""
+    store = LocalModelStore(tmp_path, keep=2, history_keep=20)
+    for version in range(1, 121):
+        await store.publish(release(version, "promotion" if version == 7 else "online"), b"m")
+    history = [h.release.version for h in await store.history("home")]
+    assert history[:20] == list(range(120, 100, -1))  # the newest online ones, in order
+    assert 7 in history and len(history) < 60  # the promotion survived compaction
+    assert history == sorted(history, reverse=True)
+
+
 def test_old_manifest_json_loads_as_an_online_release() -> None:
     old = (
         '{"event_id":"home-v1","timestamp":"2026-01-01T00:00:00Z","decision_point":"home",'
