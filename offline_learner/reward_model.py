@@ -11,6 +11,7 @@ an example *before* learning from it, so its prediction for example ``i`` never 
 
 from __future__ import annotations
 
+import pylibvw
 import vowpalwabbit
 
 from learnloop.errors import InvalidInput
@@ -51,13 +52,19 @@ class RewardModel:
             ) from None
 
     def learn(self, labelled: list[str]) -> list[float]:
-        """Predicted reward of each action before learning ``labelled`` (cost = -reward)."""
-        examples = self._ws.parse(labelled, _CB_LABEL)
+        """Predicted reward of each action before learning ``labelled`` (cost = -reward).
+
+        Goes through ``pylibvw`` directly: ``Workspace.parse`` wraps every line in a
+        Python ``Example``, which costs as much as VW's own parse and learn here (the
+        replay calls this once per example; same predictions, about twice the speed).
+        """
+        ws = self._ws
+        examples = ws._parse("\n".join(labelled))
         try:
-            self._ws.learn(examples)
+            pylibvw.vw.learn_multi(ws, examples)
             scores = examples[0].get_action_scores()
         finally:
-            self._ws.finish_example(examples)
+            pylibvw.vw._finish_example_multi_ex(ws, examples)
         if self.reward_range is None:
             return [-s for s in scores]
         low, high = self.reward_range

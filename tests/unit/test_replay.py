@@ -188,6 +188,22 @@ def test_reward_model_converges_on_a_deterministic_reward() -> None:
     model.close()
 
 
+def test_reward_model_predicts_as_a_workspace_driven_through_pyvw() -> None:
+    import vowpalwabbit
+
+    model, featurizer = RewardModel(), CachedFeaturizer()
+    by_hand = vowpalwabbit.Workspace("--cb_adf --cb_type mtr -q ca -q ua --quiet")
+    for row in logged(300, seed=15):
+        labelled = example_lines(featurizer, row)[1]
+        examples = by_hand.parse(labelled, vowpalwabbit.LabelType.CONTEXTUAL_BANDIT)
+        by_hand.learn(examples)
+        expected = [-s for s in examples[0].get_action_scores()]
+        by_hand.finish_example(examples)
+        assert model.learn(labelled) == expected
+    model.close()
+    by_hand.finish()
+
+
 def test_fit_learns_only_activated_examples_in_order() -> None:
     rows = logged(1500, seed=10, inactive_every=2)
     policy = fit(rows, GOOD_VW)
