@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,7 +41,9 @@ def _bar(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        TextColumn(
+            "{task.completed:,.0f}" if total is None else "{task.completed:,.0f}/{task.total:,.0f}"
+        ),
         TimeElapsedColumn(),
         console=console,
         transient=True,
@@ -121,23 +124,34 @@ def evaluate_command(
     """Estimate candidate policies side by side on a logged dataset: VW candidates learn
     progressively in event order and are scored before learning each example."""
     from offline_learner.candidates import parse_candidates
+    from offline_learner.dataset import Dataset
+    from offline_learner.datasets.summary import SummaryAccumulator
     from offline_learner.replay import DEFAULT_ESTIMATORS, evaluate
+    from schemas.events import JoinedExample
 
     try:
         candidates = parse_candidates(candidate or ["logged", "baseline", "uniform"])
-        rows, summary = _open(dataset, decision_point)
-        with _bar("replaying", summary["rows"]) as advance:
+        rows = Dataset.open(dataset, decision_point)
+        summary = SummaryAccumulator(rows.source)
+
+        def summarised() -> Iterator[JoinedExample]:
+            # The summary is folded in during the replay's own pass: no extra read.
+            for example in rows:
+                summary.add(example)
+                yield example
+
+        with _bar("replaying", None) as advance:
             result = evaluate(
-                rows,
+                summarised(),
                 candidates,
                 estimators=tuple(estimator or DEFAULT_ESTIMATORS),
                 primary=primary,
                 reference=reference,
                 reward_range=reward_range,
                 progress=advance,
-                dataset=summary,
             )
-        _show(result.to_dict(), report, as_json)
+        payload = replace(result, dataset=summary.result().to_dict()).to_dict()
+        _show(payload, report, as_json)
     except LearnloopError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
