@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
+import pylibvw
 import vowpalwabbit
 
 from learnloop import featurizer
@@ -24,7 +25,10 @@ from learnloop.errors import InvalidInput
 from schemas.events import DecisionEvent
 from schemas.features import Action, Context
 
-_CB_LABEL = vowpalwabbit.LabelType.CONTEXTUAL_BANDIT
+
+def _text(lines: Sequence[str]) -> str:
+    """One multi-line example as the text VW parses (as ``Workspace.parse`` builds it)."""
+    return "\n".join(lines).replace("\r", "").strip()
 
 
 class Policy(ABC):
@@ -76,31 +80,38 @@ class VWPolicy(Policy):
     def _predict(self, context: Context, persona: str, actions: Sequence[Action]) -> list[float]:
         return self.predict_lines(self._lines.example(context, persona, actions))
 
-    def predict_lines(self, lines: list[str]) -> list[float]:
+    def predict_lines(self, lines: Sequence[str]) -> list[float]:
         """VW's distribution over the actions of prebuilt text lines.
 
-        Parsing explicitly and reading the scores off the parsed examples is about
-        a third faster than ``Workspace.predict(list_of_str)`` and gives the same pmf.
+        Goes through ``pylibvw`` directly: ``Workspace.parse`` wraps every parsed line in
+        a Python ``Example`` and ``predict``/``finish_example`` check each of them, which
+        cost about as much as VW's own parse and predict; the pmf is the same.
         """
-        examples = self._ws.parse(lines, _CB_LABEL)
+        ws = self._ws
+        examples = ws._parse(_text(lines))
         try:
-            self._ws.predict(examples)
+            pylibvw.vw.predict_multi(ws, examples)
             return list(examples[0].get_action_scores())
         finally:
-            self._ws.finish_example(examples)
+            pylibvw.vw._finish_example_multi_ex(ws, examples)
 
     def _learn(self, decision: DecisionEvent, reward: float) -> None:
         self.learn_lines(featurizer.training_example(decision, reward))
 
-    def learn_lines(self, lines: list[str]) -> list[float]:
+    def learn_lines(self, lines: Sequence[str]) -> list[float]:
         """Learn prebuilt labelled lines; return the pmf the model gave *before* this
-        update (VW predicts on the way into learn), so progressive validation is free."""
-        examples = self._ws.parse(lines, _CB_LABEL)
+        update (VW predicts on the way into learn), so progressive validation is free.
+
+        The same direct ``pylibvw`` path as :meth:`predict_lines`: the same model and
+        pmfs as ``Workspace.parse`` + ``Workspace.learn``, in about half the Python time.
+        """
+        ws = self._ws
+        examples = ws._parse(_text(lines))
         try:
-            self._ws.learn(examples)
+            pylibvw.vw.learn_multi(ws, examples)
             return list(examples[0].get_action_scores())
         finally:
-            self._ws.finish_example(examples)
+            pylibvw.vw._finish_example_multi_ex(ws, examples)
 
     def to_bytes(self) -> bytes:
         """The model file's bytes (VW saves to a path only)."""
