@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from learnloop.errors import LearnloopError
+from learnloop.errors import InvalidInput, LearnloopError
 from learnloop.settings import Settings
+
+if TYPE_CHECKING:
+    from schemas import DecisionPointConfig
 
 console = Console(stderr=True)
 
@@ -85,3 +88,26 @@ offline_app = typer.Typer(
     help="The offline learner: evaluate, optimize, importance, re-join, promote.",
 )
 models_app = typer.Typer(no_args_is_help=True, help="Model releases: list the history, roll back.")
+
+
+def decision_point_configs(
+    settings: Settings, config: Path | None
+) -> dict[str, DecisionPointConfig]:
+    """The decision points as the service sees them: the data directory's store (read
+    only), else the ``--config`` file or the shipped defaults."""
+    from learnloop.decision_points import load_config_file
+    from offline_learner.rejoin import stored_configs
+
+    stored = stored_configs(settings.data_dir) if config is None else None
+    return stored if stored is not None else {c.name: c for c in load_config_file(settings.config)}
+
+
+def configured_vw_args(decision_point: str, configs: dict[str, DecisionPointConfig]) -> str:
+    """The decision point's configured VW arguments (what the service learns with)."""
+    try:
+        return configs[decision_point].vw_args
+    except KeyError:
+        raise InvalidInput(
+            f"unknown decision point {decision_point!r}; known: {sorted(configs)}; "
+            "or give the VW arguments"
+        ) from None

@@ -13,32 +13,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from learnloop.errors import InvalidInput, LearnloopError
-from runtime.cli_common import ConfigOpt, DataOpt, console, load_settings, offline_app
+from runtime.cli_common import (
+    ConfigOpt,
+    DataOpt,
+    configured_vw_args,
+    console,
+    decision_point_configs,
+    load_settings,
+    offline_app,
+)
 
 if TYPE_CHECKING:
-    from schemas import DecisionPointConfig
-
-
-def current_vw_args(decision_point: str, configs: dict[str, DecisionPointConfig]) -> str:
-    """The decision point's configured VW arguments (what the service learns with)."""
-    try:
-        return configs[decision_point].vw_args
-    except KeyError:
-        raise InvalidInput(
-            f"unknown decision point {decision_point!r}; known: {sorted(configs)}; "
-            "or give --vw-args"
-        ) from None
-
-
-def _configs(data_dir: Path | None, config: Path | None) -> dict[str, DecisionPointConfig]:
-    from learnloop.decision_points import load_config_file
-    from offline_learner.rejoin import stored_configs
-
-    settings = load_settings(data_dir=data_dir, config=config)
-    stored = stored_configs(settings.data_dir) if config is None else None
-    if stored is None:
-        stored = {c.name: c for c in load_config_file(settings.config)}
-    return stored
+    pass
 
 
 @offline_app.command("importance")
@@ -87,7 +73,10 @@ def importance_command(
                 raise InvalidInput(
                     "give --vw-args, or --decision-point to use its current VW arguments"
                 )
-            vw_args = current_vw_args(decision_point, _configs(data_dir, config))
+            vw_args = configured_vw_args(
+                decision_point,
+                decision_point_configs(load_settings(data_dir=data_dir, config=config), config),
+            )
         examples = Dataset.open(dataset, decision_point)
         chosen = "auto" if features is None else [f.strip() for f in features.split(",")]
         with Progress(

@@ -18,11 +18,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from learnloop.errors import InvalidInput, LearnloopError
-from runtime.cli_common import ConfigOpt, DataOpt, console, load_settings, offline_app
+from runtime.cli_common import (
+    ConfigOpt,
+    DataOpt,
+    configured_vw_args,
+    console,
+    decision_point_configs,
+    load_settings,
+    offline_app,
+)
 
 if TYPE_CHECKING:
     from offline_learner.dataset import Dataset
-    from schemas import DecisionPointConfig
 
 DatasetArg = Annotated[
     Path, typer.Argument(help="Parquet dataset directory, DSJson file or learnloop data directory")
@@ -70,16 +77,6 @@ def _open(path: Path, decision_point: str | None) -> tuple[Dataset, dict[str, An
             + (f" for decision point {decision_point!r}" if decision_point else "")
         )
     return dataset, summary.to_dict()
-
-
-def _configs(data_dir: Path | None, config: Path | None) -> dict[str, DecisionPointConfig]:
-    """The decision points the service uses (its data directory), else the config file."""
-    from learnloop.decision_points import load_config_file
-    from offline_learner.rejoin import stored_configs
-
-    settings = load_settings(data_dir=data_dir, config=config)
-    stored = stored_configs(settings.data_dir) if config is None else None
-    return stored if stored is not None else {c.name: c for c in load_config_file(settings.config)}
 
 
 def _show(payload: dict[str, Any], report: Path | None, as_json: bool) -> None:
@@ -190,9 +187,10 @@ def optimize_command(
                 raise InvalidInput(
                     "give --current-vw-args, or --decision-point to use its current VW arguments"
                 )
-            from runtime.cli_importance import current_vw_args as configured
-
-            current_vw_args = configured(decision_point, _configs(data_dir, config))
+            current_vw_args = configured_vw_args(
+                decision_point,
+                decision_point_configs(load_settings(data_dir=data_dir, config=config), config),
+            )
         if not 0.0 < split < 1.0:
             raise InvalidInput(f"--split is {split}: give the fitting fraction in (0, 1)")
         rows, summary = _open(dataset, decision_point)

@@ -17,10 +17,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from learnloop.decision_points import load_config_file
 from learnloop.errors import InvalidInput, LearnloopError
-from offline_learner.rejoin import EventLogReader, Rejoin, rejoin, stored_configs, what_if
-from runtime.cli_common import ConfigOpt, DataOpt, console, load_settings, offline_app
+from offline_learner.rejoin import EventLogReader, Rejoin, rejoin, what_if
+from runtime.cli_common import (
+    ConfigOpt,
+    DataOpt,
+    console,
+    decision_point_configs,
+    load_settings,
+    offline_app,
+)
 from schemas import DecisionPointConfig, JoinedExample
 
 JOIN_SETTINGS = {"reward_map", "window_seconds", "aggregation", "default_reward"}
@@ -202,11 +208,8 @@ def rejoin_command(
     service uses), or from --config."""
     settings = load_settings(data_dir=data_dir, config=config)
     try:
-        configs = stored_configs(settings.data_dir) if config is None else None
-        if configs is None:
-            configs = {c.name: c for c in load_config_file(settings.config)}
         configs = changed_configs(
-            configs,
+            decision_point_configs(settings, config),
             decision_point,
             reward_map=parse_rewards(reward) if reward else None,
             window_seconds=window,
