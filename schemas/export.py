@@ -35,6 +35,7 @@ from schemas.events import (
     OutcomeEvent,
     RewardEvent,
 )
+from schemas.profiles import PersonaLabel, ProfileUpdate, UserForgotten, UserProfile, UserView
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -59,6 +60,11 @@ MODELS: tuple[type[BaseModel], ...] = (
     ModelAuditRecord,
     DecisionPointConfig,
     DecisionPointUpdate,
+    UserProfile,
+    ProfileUpdate,
+    UserView,
+    PersonaLabel,
+    UserForgotten,
 )
 
 
