@@ -63,7 +63,7 @@ async def test_apply_counts_each_interaction_once_even_when_offered_twice(
     ]
     assert await store.apply(batch, ("c", b"1")) == 4
     assert (
-        await store.apply(batch + [interaction("o4", "detail_view", seconds=4)], ("c", b"2")) == 1
+        await store.apply([*batch, interaction("o4", "detail_view", seconds=4)], ("c", b"2")) == 1
     )
     p = await store.get("u_1")
     assert p is not None
