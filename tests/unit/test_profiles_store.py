@@ -184,7 +184,7 @@ async def test_sqlite_failed_batch_writes_nothing(tmp_path: Path) -> None:
     await store.update("u_1", ProfileUpdate(orders=1))
 
     class Boom(ProfileUpdate):
-        def model_dump(self, **kw: object) -> dict[str, object]:  # type: ignore[override]
+        def model_dump(self, **kw: object) -> dict[str, object]:
             raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError):
