@@ -8,7 +8,14 @@ persona (the persona itself stays hidden from the service) plus the page context
 (``detail_view``) or add one to the basket (``basket_add``) depends on persona,
 context and the product block shown — the four actions of ``home_products`` — by
 the shop's hidden rule (:mod:`devtools.simulator.rules`).
-Outcomes arrive after lognormal delays, some after the reward window.
+Outcomes arrive after lognormal delays, some after the reward window. A basket
+add carries the basket's value, and with a persona-dependent probability a
+``purchase`` of that value follows (:meth:`Shop.checkout`): no reward map counts it,
+but the service's real-time profile updates apply it.
+
+A front end sends either every feature of the visit (``full``, the default) or only
+what a real page view knows (``minimal``: :data:`MINIMAL_FEATURES`); then the
+behavioural history lives in the profile store (:mod:`devtools.simulator.history`).
 
 Because the probabilities and delay distributions are known, the expected reward
 of every action in every visit is computed exactly: the best of them is the
@@ -51,6 +58,27 @@ MEAN_GAP = 0.125  # seconds of event time between visits, on average (8 visits a
 MAX_DELAY = 120.0  # the session is over: nothing happens later (keeps events < 5 min ahead)
 FUTURE_LIMIT = 300.0  # the service refuses event times further ahead of its clock than this
 
+CHECKOUT_DELAY = (6.0, 0.8)  # a purchase after its basket add: lognormal (median s, sigma)
+PURCHASE_RATE: Mapping[str, float] = {  # P(purchase | basket add), by persona
+    "visitor": 0.25,
+    "builder": 0.6,
+    "consultant": 0.75,
+    "shop_owner": 0.8,
+    "direct_customer": 0.5,
+}
+TYPICAL_ORDER: Mapping[str, float] = {  # order value of a shopper without an avg_basket
+    "visitor": 45.0,
+    "builder": 150.0,
+    "consultant": 130.0,
+    "shop_owner": 600.0,
+    "direct_customer": 60.0,
+}
+ORDER_SPREAD = 0.25  # sigma of the lognormal spread of one order around the shopper's mean
+
+CONTEXTS = ("full", "minimal")
+MINIMAL_FEATURES: tuple[str, ...] = ("category_page", "season", "device", "region", "logged_in")
+"""What a real front end knows on a page view; the rest is behavioural history."""
+
 
 @dataclass(frozen=True)
 class Shopper:
@@ -90,10 +118,34 @@ class Engagement:
 
 @dataclass(frozen=True, order=True)
 class Outcome:
-    """Something the shopper did, ``delay`` seconds after the decision."""
+    """Something the shopper did, ``delay`` seconds after the decision (``value``: a
+    basket add's or purchase's money value, if any)."""
 
     delay: float
     type: str = field(compare=False)
+    value: float | None = field(default=None, compare=False)
+
+
+def front_end_features(visit: Visit, context: str = "full") -> dict[str, str | float | bool]:
+    """The features a front end sends for ``visit``: all of them, or the ``minimal`` page view.
+
+    >>> from datetime import UTC, datetime
+    >>> visit = next(Shop(seed=7).visits(datetime(2026, 1, 1, tzinfo=UTC), count=1))
+    >>> sorted(front_end_features(visit, "minimal"))
+    ['category_page', 'device', 'logged_in', 'region', 'season']
+    """
+    if context == "full":
+        return dict(visit.features)
+    if context == "minimal":
+        return {name: visit.features[name] for name in MINIMAL_FEATURES}
+    raise ConfigurationError(f"unknown context {context!r}: choose one of {', '.join(CONTEXTS)}")
+
+
+def order_value(rng: random.Random, shopper: Shopper) -> float:
+    """One order's (or basket's) value: the shopper's ``avg_basket`` with a lognormal spread,
+    or the persona's typical order for a shopper with none (anonymous, no orders yet)."""
+    mean = float(shopper.features.get("avg_basket", 0.0)) or TYPICAL_ORDER[shopper.persona]
+    return round(mean * rng.lognormvariate(-(ORDER_SPREAD**2) / 2, ORDER_SPREAD), 2)
 
 
 def lognormal_cdf(x: float, median: float, sigma: float) -> float:
@@ -241,6 +293,11 @@ class Shop:
             persona = rng.choices(known, weights=[self.rule.persona_share[p] for p in known])[0]
             self._known[persona].append(_shopper(rng, persona, f"sim-u{seed}-{number}"))
 
+    def known_shoppers(self) -> list[Shopper]:
+        """Every logged-in shopper of the population, in the order of their user ids."""
+        everyone = [s for shoppers in self._known.values() for s in shoppers]
+        return sorted(everyone, key=lambda s: int(str(s.user_id).rpartition("-")[2]))
+
     def visits(self, start: datetime, count: int) -> Iterator[Visit]:
         """``count`` visits with increasing event times from ``start`` (gaps 0.4-1.6 x the mean)."""
         rng = random.Random(f"{self.seed}:visits")
@@ -326,6 +383,24 @@ class Shop:
         if draw < e.basket + e.view and view.delay <= MAX_DELAY:
             return [view]
         return []
+
+    def checkout(self, visit: Visit, outcomes: list[Outcome]) -> list[Outcome]:
+        """``outcomes`` with the basket add's value, and the ``purchase`` that may follow it.
+
+        Drawn from an RNG of its own per visit, so the draws of :meth:`outcomes` (and
+        hence every reward) are the same with or without checkouts.
+        """
+        basket = next((o for o in outcomes if o.type == "basket_add"), None)
+        if basket is None:
+            return list(outcomes)
+        rng = random.Random(f"{self.seed}:{visit.index}:checkout")
+        value = order_value(rng, visit.shopper)
+        buys = rng.random() < PURCHASE_RATE[visit.persona]
+        paid = basket.delay + rng.lognormvariate(math.log(CHECKOUT_DELAY[0]), CHECKOUT_DELAY[1])
+        out = [Outcome(o.delay, o.type, value if o is basket else None) for o in outcomes]
+        if buys and paid <= MAX_DELAY:
+            out.append(Outcome(paid, "purchase", value))
+        return sorted(out)
 
     def realised_reward(self, outcomes: list[Outcome]) -> float:
         """The reward the join computes: max over outcomes inside the window, else 0."""
