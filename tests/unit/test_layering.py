@@ -51,6 +51,8 @@ PURE_CORES = (
     "join_service.arrival_merge",
     "learnloop.featurizer",
     "learnloop.streams",
+    "learnloop.profiles",
+    "learnloop.profile_updates",
     "online_learner.learner",
     "online_learner.kafka_offsets",
 )
