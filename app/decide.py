@@ -175,7 +175,9 @@ class Decider:
         timestamp = event_time(request.timestamp, self.clock.now(), self.max_future_seconds)
         actions = candidate_actions(config, request)
         context = request.context
-        persona = self.personas.persona(context)
+        user_id = None if context.user_id is None else self.pseudonyms.of(context.user_id)
+        # Sync and in memory (app.personas): no await between here and predict either.
+        persona = self.personas.resolve(context, user_id, request.persona, timestamp).persona
         # Read the served model once; no await between here and predict, so a swap
         # cannot interleave (and VW only runs on this, the event-loop, thread).
         served = self.registry.get(config.name) or self.registry.serve_untrained(config)
@@ -189,7 +191,7 @@ class Decider:
             timestamp=timestamp,
             traceparent=traceparent,
             decision_point=config.name,
-            user_id=None if context.user_id is None else self.pseudonyms.of(context.user_id),
+            user_id=user_id,
             session_id=context.session_id,
             features=context.features,
             persona=persona,

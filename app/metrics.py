@@ -95,6 +95,46 @@ class ServiceMetrics:
             registry=r,
         )
 
+        self.persona_resolutions = Counter(
+            "learnloop_persona_resolutions",
+            "Personas resolved, by source: explicit, label, model, default, visitor.",
+            ["source"],
+            registry=r,
+        )
+        self._resolved: dict[str, Any] = {}
+        self.persona_model_version = Gauge(
+            "learnloop_persona_model_version",
+            "Version of the served persona model by kind (catboost, river; 0: none); "
+            "the stalest API worker's.",
+            ["kind"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.persona_model_swaps = Counter(
+            "learnloop_persona_model_swaps",
+            "Persona models swapped in, by kind.",
+            ["kind"],
+            registry=r,
+        )
+        self.persona_cache_profiles = Gauge(
+            "learnloop_persona_cache_profiles",
+            "Profiles held in the API worker's persona cache; the fullest worker's.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.persona_prefetches = Counter(
+            "learnloop_persona_prefetches",
+            "Profiles fetched from the store after a decision missed the cache.",
+            registry=r,
+        )
+
+    def resolved(self, source: str) -> None:
+        """Count one persona resolution by its source (children cached: the hot path)."""
+        child = self._resolved.get(source)
+        if child is None:
+            child = self._resolved[source] = self.persona_resolutions.labels(source)
+        child.inc()
+
     def decided(self, decision_point: str, arm: str, persona: str, seconds: float) -> None:
         """Count one decision and its latency (label children cached: this is the hot path)."""
         key = (decision_point, arm, persona)

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.features import NAME_PATTERN
+
 # Public, so it protects nothing: production must set LEARNLOOP_PSEUDONYM_KEY.
 DEVELOPMENT_PSEUDONYM_KEY = "learnloop-development-pseudonym-key"
 
@@ -64,6 +66,21 @@ class Settings(BaseSettings):
     # read batch), or after this long with any new example (quiet traffic).
     release_every_examples: int = 50
     release_every_seconds: float = 1.0
+
+    # Personas (docs/personas.md). A logged-in user without a profile gets this persona.
+    persona_default: Annotated[str, Field(pattern=NAME_PATTERN)] = "unclassified"
+    # How often each API process pulls the profile change feed and looks for a new
+    # persona model (both off the request path).
+    persona_refresh_seconds: Annotated[float, Field(gt=0)] = 0.2
+    # Which persona model answers: the CatBoost classifier, the river classifier that
+    # learns from confirmed labels, or CatBoost with river answering where CatBoost is
+    # absent or less sure than river (below persona_river_confidence).
+    persona_mode: Literal["catboost", "river", "catboost+river"] = "catboost"
+    persona_river_confidence: Annotated[float, Field(ge=0, le=1)] = 0.5
+    # Profiles each API process keeps in memory (least recently used out first) and
+    # resolved personas it remembers per (user, profile version, context, model).
+    persona_cache_profiles: Annotated[int, Field(ge=1)] = 200_000
+    persona_cache_predictions: Annotated[int, Field(ge=1)] = 100_000
 
     # Distributed mode.
     kafka_bootstrap: str = "127.0.0.1:9092"

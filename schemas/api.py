@@ -30,6 +30,9 @@ class DecisionRequest(BaseModel):
     event_id: EventId | None = None
     timestamp: UtcTime | None = None
     defer_activation: bool = False
+    # A persona the client already knows (e.g. from its own CRM); it wins over every
+    # other source and is logged and featurized like a resolved one.
+    persona: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
 
 
 class RankedAction(BaseModel):
