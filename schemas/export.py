@@ -35,6 +35,7 @@ from schemas.events import (
     OutcomeEvent,
     RewardEvent,
 )
+from schemas.personas import PersonaModelRelease, SegmentModel, SegmentsFile
 from schemas.profiles import PersonaLabel, ProfileUpdate, UserForgotten, UserProfile, UserView
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -65,6 +66,9 @@ MODELS: tuple[type[BaseModel], ...] = (
     UserView,
     PersonaLabel,
     UserForgotten,
+    PersonaModelRelease,
+    SegmentsFile,
+    SegmentModel,
 )
 
 
