@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from learnloop.errors import InvalidInput
@@ -148,13 +149,8 @@ class Dataset:
                 end.astimezone(UTC).date().isoformat() if end else "9999-99-99",
             )
 
-        def rows() -> Iterator[JoinedExample]:
-            examples = read_examples(path, batch_size, decision_point, days)
-            if start is None and end is None:
-                return examples
-            return (ex for ex in examples if keep(ex, None, start, end))
-
-        return cls(rows, f"parquet:{path}")
+        opener = partial(_parquet_rows, path, batch_size, decision_point, days, start, end)
+        return cls(opener, f"parquet:{path}")
 
     @classmethod
     def from_event_log(
@@ -169,10 +165,8 @@ class Dataset:
         (``start`` inclusive, ``end`` exclusive)."""
         path = Path(data_dir)
         _check_range(start, end)
-        return cls(
-            lambda: read_joined(path, decision_point=decision_point, start=start, end=end),
-            f"event-log:{path}",
-        )
+        opener = partial(read_joined, path, decision_point=decision_point, start=start, end=end)
+        return cls(opener, f"event-log:{path}")
 
     @classmethod
     def from_kafka(
@@ -217,15 +211,14 @@ class Dataset:
         if not file.is_file():
             raise InvalidInput(f"no DSJson file at {file}")
 
-        def open() -> Iterator[JoinedExample]:
-            return read_dsjson(
-                file,
-                decision_point,
-                include_skipped=include_skipped,
-                default_reward=default_reward,
-            )
-
-        return cls(open, f"dsjson:{file}")
+        opener = partial(
+            read_dsjson,
+            file,
+            decision_point,
+            include_skipped=include_skipped,
+            default_reward=default_reward,
+        )
+        return cls(opener, f"dsjson:{file}")
 
     @classmethod
     def from_table(
@@ -255,18 +248,16 @@ class Dataset:
     ) -> Dataset:
         """The rows of one decision point and/or decision-time range (``end`` exclusive)."""
         _check_range(start, end)
-        return Dataset(
-            lambda: (ex for ex in self if keep(ex, decision_point, start, end)),
-            f"{self.source} (filtered)",
-        )
+        opener = partial(_filtered, self, decision_point, start, end)
+        return Dataset(opener, f"{self.source} (filtered)")
 
     def take(self, n: int) -> Dataset:
         """The first ``n`` rows."""
-        return Dataset(lambda: itertools.islice(self, n), f"{self.source} [:{n}]")
+        return Dataset(partial(itertools.islice, self, n), f"{self.source} [:{n}]")
 
     def skip(self, n: int) -> Dataset:
         """Every row after the first ``n``."""
-        return Dataset(lambda: itertools.islice(self, n, None), f"{self.source} [{n}:]")
+        return Dataset(partial(itertools.islice, self, n, None), f"{self.source} [{n}:]")
 
     def split(self, fraction: float) -> tuple[Dataset, Dataset]:
         """(earlier, later): the first ``fraction`` of the rows in event order, and the rest.
@@ -329,6 +320,33 @@ class Dataset:
         if progress is not None:
             progress(count)
         return count
+
+
+# Module-level openers (not closures) so that a Dataset pickles: the replay hands it to
+# a reader process (offline_learner/replay_feed.py).
+
+
+def _parquet_rows(
+    path: Path,
+    batch_size: int,
+    decision_point: str | None,
+    days: tuple[str, str] | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> Iterator[JoinedExample]:
+    examples = read_examples(path, batch_size, decision_point, days)
+    if start is None and end is None:
+        return examples
+    return (ex for ex in examples if keep(ex, None, start, end))
+
+
+def _filtered(
+    rows: Iterable[JoinedExample],
+    decision_point: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> Iterator[JoinedExample]:
+    return (ex for ex in rows if keep(ex, decision_point, start, end))
 
 
 def _check_range(start: datetime | None, end: datetime | None) -> None:
