@@ -11,23 +11,33 @@ so they are neither learned nor estimated; they are counted.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from learnloop.errors import InvalidInput
-from learnloop.featurizer import CachedFeaturizer
-from offline_learner.candidates import Candidate, CandidateRun, LoggedPolicy, check_unique
+from offline_learner.candidates import (
+    Baseline,
+    Candidate,
+    CandidateRun,
+    Constant,
+    LoggedPolicy,
+    Uniform,
+    VWCandidate,
+    check_unique,
+)
 from offline_learner.estimators import DM, DR, IPS, SNDR, SNIPS, Estimate, SwitchDR
 from offline_learner.estimators.base import Estimator
 from offline_learner.estimators.streaming import StreamingEstimates
+from offline_learner.replay_feed import Batch, Logged, OfferedAction, decision_time, feed
 from offline_learner.replay_timeline import Timeline, TimelinePoint
 from offline_learner.reward_model import DEFAULT_REWARD_MODEL_ARGS, RewardModel
-from offline_learner.training import PROGRESS_EVERY, Progress, example_lines
-from schemas.events import JoinedExample, utc_now_iso
+from offline_learner.training import PROGRESS_EVERY, Progress
+from schemas.events import DecisionEvent, JoinedExample, utc_now_iso
 
 ESTIMATORS: Mapping[str, type[Estimator]] = {
     "IPS": IPS,
@@ -42,6 +52,10 @@ ESTIMATORS: Mapping[str, type[Estimator]] = {
 DEFAULT_ESTIMATORS = ("IPS", "SNIPS", "DM", "DR", "SNDR")
 NEEDS_MODEL = frozenset({"DM", "DR", "SwitchDR", "SNDR"})
 CHUNK = 4096
+LIGHT_CANDIDATES = (LoggedPolicy, Uniform, Baseline, Constant, VWCandidate)
+"""Candidates whose runs read only a decision's actions and probabilities: with only
+these, the replay can read and featurize in another process (replay_feed); any other
+candidate (e.g. importance's ablations) gets the whole decision, read in-process."""
 """Examples per streaming update: big enough for numpy to pay off, small in memory."""
 
 
@@ -165,6 +179,9 @@ class _Replay:
         self.n = 0
         self.reward_sum = 0.0
         self.runs: list[CandidateRun] = []
+        self.last_time = 0
+        """Decision time of the last example replayed (µs since the epoch)."""
+        self._offered: dict[tuple[str, ...], tuple[OfferedAction, ...]] = {}
 
     def start(self) -> None:
         for candidate in self.candidates:
@@ -176,42 +193,49 @@ class _Replay:
         if self.model is not None:
             self.model.close()
 
-    def add(self, example: JoinedExample, featurizer: CachedFeaturizer) -> None:
-        decision = example.decision
-        chosen = decision.chosen_index
-        mu = decision.chosen_probability
-        if not 0.0 < mu <= 1.0:
-            raise InvalidInput(
-                f"example {example.event_id}: the logged probability of the chosen action is "
-                f"{mu}; off-policy estimates need the logging policy's probability in (0, 1]"
+    def add(self, batch: Batch) -> None:
+        """Replay one batch of activated examples (see :mod:`offline_learner.replay_feed`)."""
+        model, runs, floors, offered = self.model, self.runs, self.floors, self._offered
+        for i, labelled in enumerate(batch.labelled):
+            chosen, mu, reward = batch.chosen[i], batch.propensities[i], batch.rewards[i]
+            ids = batch.action_ids[i]
+            actions = offered.get(ids)
+            if actions is None:
+                actions = offered[ids] = tuple(OfferedAction(a) for a in ids)
+            # The built-in runs read a decision's actions and probabilities only
+            # (LIGHT_CANDIDATES); others get the decision itself, read in-process.
+            decision = (
+                batch.decisions[i]
+                if batch.decisions
+                else cast(DecisionEvent, Logged(actions, batch.probabilities[i]))
             )
-        lines, labelled = example_lines(featurizer, example)
-        rhat = self.model.learn(labelled) if self.model is not None else None
-        reward = example.reward
-        self.rewards.append(reward)
-        self.propensities.append(mu)
-        if rhat is not None:
-            self.predicted.append(rhat[chosen])
-        floors, k = self.floors, len(lines) - 1
-        for c, run in enumerate(self.runs):
-            pmf = run.step(lines, labelled, decision)
-            total = math.fsum(pmf)
-            if len(pmf) != k or not total > 0:
-                raise RuntimeError(f"{self.candidates[c].name} gave pmf {pmf} for {lines}")
-            if abs(total - 1.0) > 1e-6:  # e.g. VW's regcbopt scores ones
-                pmf = [p / total for p in pmf]
-            low = min(pmf)
-            if low < floors[c]:
-                floors[c] = low
-            self.pi[c].append(pmf[chosen])
+            lines = batch.lines[i]
+            rhat = model.learn(labelled) if model is not None else None
+            self.rewards.append(reward)
+            self.propensities.append(mu)
             if rhat is not None:
-                self.q[c].append(_dot(pmf, rhat))
-        self.n += 1
-        self.reward_sum += reward
-        if len(self.rewards) == CHUNK or self.n == self.timeline.next_boundary:
-            self.flush()
-        if self.n == self.timeline.next_boundary:
-            self.mark(example)
+                self.predicted.append(rhat[chosen])
+            k = len(ids)
+            for c, run in enumerate(runs):
+                pmf = run.step(lines, labelled, decision)
+                total = math.fsum(pmf)
+                if len(pmf) != k or not total > 0:
+                    raise RuntimeError(f"{self.candidates[c].name} gave pmf {pmf} for {lines}")
+                if abs(total - 1.0) > 1e-6:  # e.g. VW's regcbopt scores ones
+                    pmf = [p / total for p in pmf]
+                low = min(pmf)
+                if low < floors[c]:
+                    floors[c] = low
+                self.pi[c].append(pmf[chosen])
+                if rhat is not None:
+                    self.q[c].append(_dot(pmf, rhat))
+            self.n += 1
+            self.reward_sum += reward
+            self.last_time = batch.times[i]
+            if len(self.rewards) == CHUNK or self.n == self.timeline.next_boundary:
+                self.flush()
+            if self.n == self.timeline.next_boundary:
+                self.mark()
 
     def flush(self) -> None:
         if not self.rewards:
@@ -234,10 +258,10 @@ class _Replay:
         for buffer in (self.rewards, self.propensities, self.predicted, *self.pi, *self.q):
             buffer.clear()
 
-    def mark(self, example: JoinedExample, final: bool = False) -> None:
+    def mark(self, final: bool = False) -> None:
         primary = self.timeline.primary
         self.timeline.add(
-            utc_now_iso(example.decision.timestamp),
+            utc_now_iso(decision_time(self.last_time)),
             self.n,
             self.reward_sum / self.n,
             [s.value(primary) for s in self.streams],
@@ -293,6 +317,7 @@ def evaluate(
     level: float = 0.95,
     reward_model_args: str = DEFAULT_REWARD_MODEL_ARGS,
     dataset: Mapping[str, Any] | None = None,
+    pipeline: bool | None = None,
 ) -> Evaluation:
     """Replay ``examples`` (event order) through every candidate; estimate each side by side.
 
@@ -319,6 +344,11 @@ def evaluate(
         Called with the number of examples read since the last call.
     dataset:
         The dataset summary to carry in the payload (``Dataset.describe().to_dict()``).
+    pipeline:
+        Read, decode and featurize in a reader process on another core
+        (:mod:`offline_learner.replay_feed`): ``None`` when the input is a ``Dataset`` of
+        more than a few thousand rows, ``True`` for any ``Dataset``, ``False`` never;
+        only with :data:`LIGHT_CANDIDATES`. Both paths give the same evaluation.
     """
     if primary is None:
         primary = "SNIPS" if "SNIPS" in estimators else next(iter(estimators), "SNIPS")
@@ -331,21 +361,19 @@ def evaluate(
     pool = _with_reference(candidates, reference)
     model = RewardModel(reward_model_args, reward_range) if NEEDS_MODEL & set(estimators) else None
     replay = _Replay(pool, chosen, reference, model, Timeline(ESTIMATORS[primary].name, points))
-    featurizer = CachedFeaturizer()
     inactive = pending = 0
-    last: JoinedExample | None = None
     try:
         replay.start()
-        for example in examples:
-            pending += 1
-            if progress is not None and pending >= PROGRESS_EVERY:
-                progress(pending)
-                pending = 0
-            if not example.decision.activated:
-                inactive += 1
-                continue
-            replay.add(example, featurizer)
-            last = example
+        light = all(type(c) in LIGHT_CANDIDATES for c in pool)
+        stream = feed(examples, pipeline, decisions=not light)
+        with contextlib.closing(stream) as batches:
+            for batch in batches:
+                inactive += batch.inactive
+                pending += batch.read
+                if progress is not None and pending >= PROGRESS_EVERY:
+                    progress(pending)
+                    pending = 0
+                replay.add(batch)
         if progress is not None and pending:
             progress(pending)
         replay.flush()
@@ -354,8 +382,8 @@ def evaluate(
                 f"{replay.n} activated example(s) to evaluate on ({inactive} not activated): "
                 "an estimate with an interval needs at least 2"
             )
-        if last is not None and replay.timeline.last_n != replay.n:
-            replay.mark(last, final=True)
+        if replay.timeline.last_n != replay.n:
+            replay.mark(final=True)
         results = replay.results(ESTIMATORS[primary].name, display)
     finally:
         replay.close()
