@@ -7,10 +7,13 @@ own them. The app owns its model registry and watcher task, its metrics
 registry and its tracer provider.
 
 ``app.state`` holds: ``settings``, ``clock``, ``events``, ``decision_points``,
-``models``, ``audit``, ``personas``, ``registry`` (:class:`~app.serving.ModelRegistry`),
-``metrics`` (:class:`~app.metrics.ServiceMetrics`), ``metrics_registry`` (its
-Prometheus ``CollectorRegistry``), ``tracer_provider`` (``None`` when tracing is
-off), ``spans`` (:class:`~learnloop.telemetry.Spans`), ``writer``, ``decider`` and ``feedback``.
+``models``, ``audit``, ``profiles``, ``pseudonyms``, ``personas``, ``profile_cache``
+(:class:`~app.persona_cache.ProfileCache`, ``None`` without profiles), ``persona_models``
+(:class:`~app.persona_serving.PersonaModels`, ``None`` likewise), ``registry``
+(:class:`~app.serving.ModelRegistry`), ``metrics`` (:class:`~app.metrics.ServiceMetrics`),
+``metrics_registry`` (its Prometheus ``CollectorRegistry``), ``tracer_provider`` (``None``
+when tracing is off), ``spans`` (:class:`~learnloop.telemetry.Spans`), ``writer``,
+``decider`` and ``feedback``.
 """
 
 from __future__ import annotations
@@ -30,12 +33,15 @@ from app.decide import Decider
 from app.event_writer import EventWriter
 from app.feedback import FeedbackRecorder
 from app.metrics import ServiceMetrics
-from app.personas import DefaultPersonaResolver, PersonaResolver
+from app.persona_serving import persona_serving, start_persona_tasks
+from app.personas import PersonaResolver
+from app.pseudonyms import Pseudonyms
 from app.routes import decision_points as decision_point_routes
 from app.routes import decisions as decision_routes
 from app.routes import health as health_routes
 from app.routes import models as model_routes
 from app.routes import outcomes as outcome_routes
+from app.routes import users as user_routes
 from app.serving import ModelRegistry
 from learnloop import __version__
 from learnloop.audit import AuditLog
@@ -43,6 +49,8 @@ from learnloop.clock import Clock, SystemClock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.eventlog.base import EventSink
 from learnloop.modelstore.base import ModelStore
+from learnloop.persona_models import PersonaModelStore
+from learnloop.profiles import ProfileStore
 from learnloop.settings import Settings
 from learnloop.telemetry import Spans, setup_tracing
 
@@ -62,13 +70,16 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await registry.load_all()
     except Exception:
         log.exception("initial model load failed; serving starts not ready")
-    watcher = asyncio.create_task(registry.watch(), name="learnloop-model-watcher")
+    watchers = [asyncio.create_task(registry.watch(), name="learnloop-model-watcher")]
+    watchers += await start_persona_tasks(app.state.profile_cache, app.state.persona_models)
     try:
         yield
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
+        for watcher in watchers:
+            watcher.cancel()
+        for watcher in watchers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         if app.state.tracer_provider is not None:
             app.state.tracer_provider.shutdown()
 
@@ -82,16 +93,26 @@ def create_app(
     clock: Clock | None = None,
     personas: PersonaResolver | None = None,
     audit: AuditLog | None = None,
+    profiles: ProfileStore | None = None,
+    persona_models: PersonaModelStore | None = None,
+    online_persona_models: PersonaModelStore | None = None,
 ) -> FastAPI:
     """The decision service over the given stores (see the module docstring for ``app.state``).
 
     ``clock`` defaults to the system clock and ``personas`` to
     :class:`~app.personas.DefaultPersonaResolver`; without ``audit`` (the audit log of
-    promotions and rollbacks) ``POST /v1/models/{name}/rollback`` answers 503.
+    promotions and rollbacks) ``POST /v1/models/{name}/rollback`` answers 503, and
+    without ``profiles`` (the user-profile store) ``/v1/users`` does. With ``profiles``,
+    personas are resolved by :class:`~app.personas.ModelPersonaResolver` over a profile
+    cache and the models of ``persona_models`` (CatBoost) and ``online_persona_models``
+    (river), as ``settings.persona_mode`` says (:func:`app.persona_serving.persona_serving`).
     """
     clock = clock or SystemClock()
-    personas = personas or DefaultPersonaResolver()
     metrics = ServiceMetrics()
+    profile_cache, served_personas, resolver = persona_serving(
+        settings, metrics, profiles, persona_models, online_persona_models
+    )
+    personas = personas or resolver
     tracer_provider = setup_tracing(settings, service_name="learnloop-app")
     spans = Spans(tracer_provider)
     registry = ModelRegistry(
@@ -121,7 +142,11 @@ def create_app(
     state.decision_points = decision_points
     state.models = models
     state.audit = audit
+    state.profiles = profiles
+    state.pseudonyms = Pseudonyms(settings.pseudonym_key.get_secret_value().encode())
     state.personas = personas
+    state.profile_cache = profile_cache
+    state.persona_models = served_personas
     state.registry = registry
     state.metrics = metrics
     state.metrics_registry = metrics.registry
@@ -153,6 +178,7 @@ def create_app(
         decision_point_routes,
         model_routes,
         health_routes,
+        user_routes,
     ):
         app.include_router(routes.router)
     return app

@@ -38,7 +38,7 @@ OUTCOME_KINDS: Final[dict[str, InteractionKind]] = {
     "basket_add": "basket_add",
     "purchase": "purchase",
 }
-DEFAULT_HORIZON_SECONDS: Final = 6 * 3600.0
+DEFAULT_HORIZON_SECONDS: Final = 3600.0
 DEFAULT_HOLD_SECONDS: Final = 30.0
 CATEGORY_FEATURE: Final = "category"
 
