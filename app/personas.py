@@ -27,7 +27,7 @@ in the background (:mod:`app.persona_serving`), and a prediction is remembered p
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
@@ -200,7 +200,8 @@ class ModelPersonaResolver:
             cache.popitem(last=False)
         return answer
 
-    def forget(self, user_id: str) -> None:
-        """Drop a user's remembered predictions (a forgotten user; rare, so a scan)."""
-        for key in [k for k in self._predictions if k[0] == user_id]:
+    def forget(self, user_ids: Iterable[str]) -> None:
+        """Drop the remembered predictions of deleted users (rare, so one scan for all)."""
+        gone = set(user_ids)
+        for key in [k for k in self._predictions if k[0] in gone]:
             del self._predictions[key]

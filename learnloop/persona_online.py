@@ -31,10 +31,13 @@ import json
 import math
 import pickle
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final
 
 from learnloop.errors import InvalidInput
 from learnloop.persona_features import CATEGORICAL_FEATURES, NUMERIC_FEATURES, FeatureValue
+from learnloop.persona_models import DIRECTORY, LocalPersonaModelStore, PersonaModelStore
+from learnloop.settings import Settings
 
 FORMAT: Final = b"learnloop.persona_online/1\n"
 """The first line of the bytes: what they are, before the pickled river pipeline."""
@@ -193,3 +196,19 @@ class OnlinePersonaClassifier:
                 f"the online persona model is malformed ({type(exc).__name__}: {exc})"
             ) from None
         return model, dict(header.get("state") or {})
+
+
+ONLINE_DIRECTORY: Final = "online"
+"""The river releases' store: ``<data_dir>/personas/online/`` (embedded), keys under
+``<redis_prefix>online:`` (distributed). A store of its own, next to the CatBoost one,
+so a river release never becomes the current CatBoost model (or the reverse) and each
+keeps its own versions, history and rollback."""
+
+
+def open_online_persona_model_store(settings: Settings) -> PersonaModelStore:
+    """The online (river) persona-model store of the configured mode (close it when done)."""
+    if settings.backend == "kafka":
+        from learnloop.persona_models_redis import RedisPersonaModelStore
+
+        return RedisPersonaModelStore(settings.redis_url, f"{settings.redis_prefix}online:")
+    return LocalPersonaModelStore(Path(settings.data_dir) / DIRECTORY / ONLINE_DIRECTORY)
