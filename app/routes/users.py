@@ -18,6 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 
 from app.api.deps import AdminKey, ClockDep
+from app.persona_cache import ProfileCache
 from app.personas import PersonaResolver
 from app.pseudonyms import Pseudonyms
 from learnloop.clock import Clock
@@ -98,9 +99,17 @@ async def get_user(
     summary="Set a user's bulk profile fields (absent fields stay as they are)",
 )
 async def put_profile(
-    user_id: UserIdPath, update: ProfileUpdate, profiles: ProfilesDep, pseudonyms: PseudonymsDep
+    user_id: UserIdPath,
+    update: ProfileUpdate,
+    profiles: ProfilesDep,
+    pseudonyms: PseudonymsDep,
+    request: Request,
 ) -> UserProfile:
-    return await profiles.update(pseudonyms.of(user_id), update)
+    profile = await profiles.update(pseudonyms.of(user_id), update)
+    cache: ProfileCache | None = getattr(request.app.state, "profile_cache", None)
+    if cache is not None:
+        cache.put(profile)  # this process's decisions see it at once, the others' soon
+    return profile
 
 
 @router.post(
@@ -109,17 +118,30 @@ async def put_profile(
     summary="Record the persona the shop confirmed for a user",
 )
 async def post_label(
-    user_id: UserIdPath, label: PersonaLabel, profiles: ProfilesDep, pseudonyms: PseudonymsDep
+    user_id: UserIdPath,
+    label: PersonaLabel,
+    profiles: ProfilesDep,
+    pseudonyms: PseudonymsDep,
+    request: Request,
 ) -> UserProfile:
-    """The label wins over the model for this user's decisions from the next cache refresh."""
-    return await profiles.set_label(pseudonyms.of(user_id), label.persona)
+    """The label wins over the model for this user's decisions: at once in this API process,
+    from the next cache refresh in the others; the online persona learner learns it."""
+    profile = await profiles.set_label(pseudonyms.of(user_id), label.persona)
+    cache: ProfileCache | None = getattr(request.app.state, "profile_cache", None)
+    if cache is not None:
+        cache.put(profile)
+    return profile
 
 
 @router.delete("/{user_id}", response_model=UserForgotten, summary="Forget a user")
 async def delete_user(
-    user_id: UserIdPath, profiles: ProfilesDep, pseudonyms: PseudonymsDep
+    user_id: UserIdPath, profiles: ProfilesDep, pseudonyms: PseudonymsDep, request: Request
 ) -> UserForgotten:
     """Removes the profile; the logged decisions keep only the pseudonym, which no longer
-    leads to anything."""
+    leads to anything. This process's persona cache forgets the user at once."""
     pseudonym = pseudonyms.of(user_id)
-    return UserForgotten(user_id=pseudonym, deleted=await profiles.delete(pseudonym))
+    deleted = await profiles.delete(pseudonym)
+    cache: ProfileCache | None = getattr(request.app.state, "profile_cache", None)
+    if cache is not None:
+        cache.forget(pseudonym)
+    return UserForgotten(user_id=pseudonym, deleted=deleted)
