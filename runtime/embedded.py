@@ -11,6 +11,8 @@ all of them::
                                     examples, dropped events, join checkpoint
                                     (SQLite WAL: every process appends, one at a time)
     data/decision_points.sqlite     decision-point configuration (seeded from --config)
+    data/profiles.sqlite            user profiles (bulk imports, real-time updates of the
+                                    loop process and their checkpoint)
     data/audit.sqlite               who promoted or rolled back which model, and why
     data/models/<point>/            model releases and the current manifest
     data/run/                       pids of the running processes, Prometheus files
@@ -39,6 +41,9 @@ from learnloop.decision_points import load_config_file
 from learnloop.eventlog.base import Streams
 from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.modelstore.local import LocalModelStore
+from learnloop.profile_runner import EmbeddedProfileRunner
+from learnloop.profile_store_sqlite import FILE_NAME as PROFILES_FILE
+from learnloop.profile_store_sqlite import SqliteProfileStore
 from learnloop.settings import Settings
 from learnloop.shutdown import on_stop_signal
 from online_learner.embedded_runner import EmbeddedLearnerRunner
@@ -57,11 +62,13 @@ class EmbeddedStores:
     events: SqliteEventLog
     decision_points: SqliteDecisionPointStore
     models: LocalModelStore
+    profiles: SqliteProfileStore
 
     async def close(self) -> None:
         try:
             await self.decision_points.close()
             await self.models.close()
+            await self.profiles.close()
         finally:
             await self.events.close()
 
@@ -75,6 +82,7 @@ def open_stores(settings: Settings, *, checkpoints: bool = True) -> EmbeddedStor
         SqliteEventLog(data_dir / "log", batch_max=settings.log_batch_max, checkpoints=checkpoints),
         SqliteDecisionPointStore(data_dir / DECISION_POINTS_FILE),
         LocalModelStore(data_dir / "models"),
+        SqliteProfileStore(data_dir / PROFILES_FILE),
     )
 
 
@@ -103,6 +111,7 @@ async def serve_api_worker(settings: Settings, listener: socket.socket | None = 
             decision_points=stores.decision_points,
             models=stores.models,
             audit=audit,
+            profiles=stores.profiles,
         )
         await serve_http(app, settings, listener=listener)
     finally:
@@ -117,12 +126,14 @@ class Loop:
     stores: EmbeddedStores
     join: EmbeddedJoinRunner
     learner: EmbeddedLearnerRunner
+    profiles: EmbeddedProfileRunner
 
 
 def open_loop(
     settings: Settings, clock: Clock | None = None, registry: CollectorRegistry | None = None
 ) -> Loop:
-    """Wire the join and the online learner to the stores under ``settings.data_dir``."""
+    """Wire the join, the online learner and the real-time profile updates to the stores
+    under ``settings.data_dir``."""
     clock = clock or SystemClock()
     registry = registry or CollectorRegistry()
     stores = open_stores(settings)
@@ -142,13 +153,15 @@ def open_loop(
         release_every_examples=settings.release_every_examples,
         release_every_seconds=settings.release_every_seconds,
     )
-    return Loop(stores, join, learner)
+    profiles = EmbeddedProfileRunner(stores.events, stores.profiles)
+    return Loop(stores, join, learner, profiles)
 
 
 async def run_loop(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    """The loop process: join and online learner until ``stop`` is set or, without one,
-    until SIGTERM or SIGINT. A runner that fails stops the process (the supervisor
-    restarts it; the join resumes from its checkpoint, the learner from its release)."""
+    """The loop process: join, online learner and profile updates until ``stop`` is set
+    or, without one, until SIGTERM or SIGINT. A runner that fails stops the process (the
+    supervisor restarts it; the join and the profile updates resume from their
+    checkpoints, the learner from its release)."""
     loop = open_loop(settings)
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -158,6 +171,7 @@ async def run_loop(settings: Settings, stop: asyncio.Event | None = None) -> Non
             tasks = [
                 asyncio.create_task(loop.join.run(), name="learnloop-join"),
                 asyncio.create_task(loop.learner.run(), name="learnloop-learner"),
+                asyncio.create_task(loop.profiles.run(), name="learnloop-profiles"),
             ]
             stopping = asyncio.create_task(stop.wait())
             try:
@@ -167,7 +181,7 @@ async def run_loop(settings: Settings, stop: asyncio.Event | None = None) -> Non
             finally:
                 stopping.cancel()
                 for task in tasks:
-                    task.cancel()  # the join checkpoints on its way out
+                    task.cancel()  # the join and the profile runner checkpoint on their way out
                 for task in tasks:
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
