@@ -167,9 +167,44 @@ def simulate(
     shop: Annotated[
         str, typer.Option(help="Hidden reward rule: mlm, or seasons (held out)")
     ] = "mlm",
+    context: Annotated[
+        str,
+        typer.Option(
+            help="What the front end sends: full (every feature), or minimal (page, season, "
+            "device, region, logged_in; the history lives in the profile store)"
+        ),
+    ] = "full",
+    purchases: Annotated[
+        bool, typer.Option(help="Send basket values and the purchases that follow basket adds")
+    ] = True,
+    export_profiles: Annotated[
+        Path | None,
+        typer.Option(
+            help="Only write the shop's profile history (.csv or .parquet) for "
+            "`learnloop personas import-profiles`, and the truth beside it; no run"
+        ),
+    ] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Where --export-profiles writes the truth [FILE.truth.csv]"),
+    ] = None,
 ) -> None:
     """Drive a running service with the synthetic multi-level-marketing shop."""
     from devtools.simulator import render_report, run_simulation
+
+    if export_profiles is not None:
+        from devtools.simulator.history import export_history
+
+        try:
+            written = export_history(export_profiles, truth, seed=seed, rule=shop)
+        except LearnloopError as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+        console.print(
+            f"wrote {written.profiles:,} profiles (closing {written.closing:%Y-%m-%d %H:%M} UTC) "
+            f"to {export_profiles} and their personas to {written.truth} (keep it apart)"
+        )
+        return
 
     async def go() -> None:
         report = await run_simulation(
@@ -180,6 +215,8 @@ def simulate(
             decision_point=decision_point,
             client_key=client_key,
             shop=shop,
+            context=context,
+            purchases=purchases,
         )
         Console().print(render_report(report))
 

@@ -6,7 +6,8 @@ HTTP, entirely in event time (every decision and outcome carries its simulated
 :mod:`devtools.simulator.in_process` feeds the same traffic to an in-process VW policy
 instead; :mod:`devtools.simulator.ledger` keeps the books. Both score the policy with
 the shop's exact expectations: the mean over the last quarter of E[reward | visit,
-chosen action], against uniform random and the oracle.
+chosen action], against uniform random and the oracle, and the persona the service
+answered each logged-in shopper with against the truth.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import httpx
 import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from devtools.simulator.front_end import CONTEXTS, front_end_features
 from devtools.simulator.http_client import (
     AiohttpSender,
     HttpxTransportSender,
@@ -41,6 +43,7 @@ class _Service:
 
     sender: Sender
     decision_point: str
+    context: str = "full"
     errors: int = 0
     sent: int = 0
     first_error: str | None = None
@@ -68,12 +71,19 @@ class _Service:
         return None
 
     async def shop_for(
-        self, seed: int, decisions: int, start: datetime | None, rule: str = "mlm"
+        self,
+        seed: int,
+        decisions: int,
+        start: datetime | None,
+        rule: str = "mlm",
+        purchases: bool = True,
     ) -> tuple[Shop, datetime]:
         """The shop scored with the decision point's window and reward map (if readable),
         and the run's start in event time (see :func:`plan_event_time`).
 
-        Refuses decision points whose actions or aggregation the shop cannot score.
+        Refuses decision points whose actions or aggregation the shop cannot score,
+        and a reward map that pays for purchases while the shop sends them (its
+        expectations know only detail views and basket adds).
         """
         spec = await self._call("GET", f"/v1/decision-points/{self.decision_point}", optional=True)
         spec = spec if isinstance(spec, dict) else {}
@@ -91,12 +101,18 @@ class _Service:
             now = datetime.now(UTC)
             start, gap = plan_event_time(decisions, gap, window, now, await self.stream_time(now))
         reward_map = spec.get("reward_map") or None
+        if purchases and isinstance(reward_map, dict) and reward_map.get("purchase"):
+            raise ConfigurationError(
+                f"decision point {self.decision_point!r} rewards purchases, which the simulated "
+                "shop does not score: run it without purchases (--no-purchases)"
+            )
         shop = Shop(seed, window, reward_map=reward_map, mean_gap_seconds=gap, rule=rule)
         return shop, start
 
-    async def decide(self, visit: Visit) -> tuple[str, str] | None:
-        """POST one decision; its ``(event_id, action_id)`` or None."""
-        context: dict[str, Any] = {"session_id": visit.session_id, "features": dict(visit.features)}
+    async def decide(self, visit: Visit) -> tuple[str, str, str | None] | None:
+        """POST one decision; its ``(event_id, action_id, persona)`` or None."""
+        features = front_end_features(visit, self.context)
+        context: dict[str, Any] = {"session_id": visit.session_id, "features": features}
         if visit.shopper.user_id is not None:
             context["user_id"] = visit.shopper.user_id
         body = {"decision_point": self.decision_point, "context": context}
@@ -104,7 +120,12 @@ class _Service:
         data = await self._call("POST", "/v1/decisions", body)
         if not isinstance(data, dict) or "event_id" not in data or "action_id" not in data:
             return None
-        return str(data["event_id"]), str(data["action_id"])
+        persona = data.get("persona")
+        return (
+            str(data["event_id"]),
+            str(data["action_id"]),
+            None if persona is None else str(persona),
+        )
 
     async def send_outcomes(self, outcomes: list[dict[str, Any]], count: bool = True) -> None:
         """POST outcomes as JSON-list batches, keeping their event-time order."""
@@ -184,6 +205,8 @@ async def run_simulation(
     client_key: str | None = None,
     *,
     shop: str = "mlm",
+    context: str = "full",
+    purchases: bool = True,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> SimulationReport:
     """Drive a running service with ``decisions`` shop visits in event time.
@@ -199,10 +222,18 @@ async def run_simulation(
     ``clock_tick`` (a type no reward map uses, 60 s past the last window) close
     every window; then the learner gets up to 10 s to settle.
     ``shop`` names the hidden reward rule (:mod:`devtools.simulator.rules`);
-    ``transport`` lets tests plug in a fake service.
+    ``context`` what the front end sends: ``full`` (every feature of the visit) or
+    ``minimal`` (the page view's only; the shopper's history then has to come from
+    the service's profile store); ``purchases`` adds basket values and the
+    purchases that follow some basket adds; ``transport`` lets tests plug in a fake
+    service.
     """
     if decisions < 1 or concurrency < 1:
         raise ConfigurationError("decisions and concurrency must be at least 1")
+    if context not in CONTEXTS:
+        raise ConfigurationError(
+            f"unknown context {context!r}: choose one of {', '.join(CONTEXTS)}"
+        )
     if start is not None and start.tzinfo is None:
         raise ConfigurationError("start must be timezone-aware (UTC)")
     headers = {"content-type": "application/json"}
@@ -215,11 +246,11 @@ async def run_simulation(
         else AiohttpSender(base_url, headers, connections=concurrency)
     )
     try:
-        service = _Service(sender, decision_point)
-        model, start = await service.shop_for(seed, decisions, start, shop)
+        service = _Service(sender, decision_point, context)
+        model, start = await service.shop_for(seed, decisions, start, shop, purchases)
         dropped_before = await service.dropped_outcomes() or (0.0, 0.0)
         learned_before = await service.examples_learned() or 0
-        ledger, last_time = Ledger(model, decisions, seed), start
+        ledger, last_time = Ledger(model, decisions, seed, purchases), start
         visits = model.visits(start, decisions)
         columns = (TextColumn("[bold]simulating"), BarColumn(), MofNCompleteColumn())
         with Progress(*columns, TextColumn("{task.fields[status]}"), disable=not progress) as bar:
@@ -237,7 +268,7 @@ async def run_simulation(
                     break  # the service went away: report what was run
                 for visit, answer in zip(chunk, answers, strict=True):
                     if answer is not None:
-                        ledger.record(visit, answer[1], answer[0])
+                        ledger.record(visit, answer[1], answer[0], answer[2])
                 bar.update(task, advance=len(chunk), status=f"errors {service.errors}")
         await service.send_outcomes(ledger.due())
         tick = last_time + timedelta(seconds=model.window_seconds + 60.0)

@@ -34,7 +34,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,9 @@ PROFILE_COLUMNS: tuple[str, ...] = (
 """The exported columns: the bulk fields of a profile, keyed by the shop's user id."""
 TIME_COLUMNS = ("first_seen", "last_seen", "last_order_at")
 FORMATS = ("csv", "parquet")
+CLOSING_LEAD = timedelta(hours=1)
+"""How long before now an export closes its books: a run started afterwards begins its
+event time up to ~45 minutes back (20,000 decisions), still after the closing."""
 
 
 @dataclass(frozen=True)
@@ -214,8 +217,7 @@ def _format_of(path: Path, format: str | None) -> str:
     chosen = format or path.suffix.lstrip(".").lower()
     if chosen not in FORMATS:
         raise InvalidInput(
-            f"cannot tell the export format of {path}: name it .csv or .parquet, "
-            "or pass the format (csv or parquet)"
+            f"cannot tell the export format of {path}: name the file .csv or .parquet"
         )
     return chosen
 
@@ -272,3 +274,39 @@ def read_truth(path: Path) -> dict[str, str]:
     """The ground truth written by :func:`write_truth`."""
     with path.open(newline="", encoding="utf-8") as source:
         return {row["user_id"]: row["persona"] for row in csv.DictReader(source)}
+
+
+@dataclass(frozen=True)
+class HistoryExport:
+    """What :func:`export_history` wrote."""
+
+    profiles: int
+    truth: Path
+    closing: datetime
+
+
+def export_history(
+    path: Path,
+    truth_path: Path | None = None,
+    *,
+    seed: int = 7,
+    rule: str = "mlm",
+    closing: datetime | None = None,
+    now: datetime | None = None,
+) -> HistoryExport:
+    """Write the books of ``Shop(seed, rule=rule)`` to ``path`` and the truth beside them.
+
+    The books close at ``closing`` (default: :data:`CLOSING_LEAD` before ``now``, the
+    current time), so a simulated run with the same seed afterwards meets the same
+    shoppers after their history. The truth goes to ``truth_path`` (default:
+    ``<path stem>.truth.csv`` next to ``path``).
+    """
+    chosen = _format_of(path, None)
+    closing = closing or (now or datetime.now(UTC)) - CLOSING_LEAD
+    books = shop_history(Shop(seed, rule=rule), closing)
+    truth_path = truth_path or path.with_name(f"{path.stem}.truth.csv")
+    if truth_path.resolve() == path.resolve():
+        raise InvalidInput(f"the truth must go to another file than the profiles ({path})")
+    written = write_profiles(path, books, chosen)
+    write_truth(truth_path, books)
+    return HistoryExport(profiles=written, truth=truth_path, closing=closing)

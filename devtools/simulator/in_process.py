@@ -1,18 +1,37 @@
 """The learnability check without a server: the shop against an in-process VW policy
-that learns each decision only after its window closed (as the service does)."""
+that learns each decision only after its window closed (as the service does).
+
+The persona each decision carries is the service's without a persona model
+(``visitor`` when anonymous, else ``unclassified``) unless a persona function is
+given: :func:`true_persona` (what a perfect classifier would say), or any visit ->
+persona function, such as a trained classifier on the shopper's profile. On the same
+seed the traffic, the outcomes and the exploration draws are the same, so the runs
+compare the personas alone.
+"""
 
 from __future__ import annotations
 
 import heapq
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from devtools.simulator.front_end import CONTEXTS, front_end_features
 from devtools.simulator.ledger import Ledger, SimulationReport
-from devtools.simulator.shop import ACTIONS, MEAN_GAP, Shop
+from devtools.simulator.logged import service_persona
+from devtools.simulator.shop import ACTIONS, MEAN_GAP, Shop, Visit
 from learnloop.errors import ConfigurationError
 from learnloop.policy import VWPolicy, sample
 from schemas.events import DecisionEvent
 from schemas.features import Action, Context
+
+PersonaFunction = Callable[[Visit], str]
+"""A visit -> the persona its decision carries."""
+
+
+def true_persona(visit: Visit) -> str:
+    """The hidden truth for a logged-in shopper; ``visitor`` when anonymous, as served."""
+    return "visitor" if visit.shopper.user_id is None else visit.persona
 
 
 def run_in_process(
@@ -24,6 +43,8 @@ def run_in_process(
     mean_gap_seconds: float = MEAN_GAP,
     shop: str = "mlm",
     exploration_seed: int | None = None,
+    context: str = "full",
+    persona: PersonaFunction = service_persona,
 ) -> SimulationReport:
     """Learn from the shop in-process the way the service does, to measure learnability.
 
@@ -36,12 +57,19 @@ def run_in_process(
     ``exploration_seed`` changes the event ids, hence every exploration draw, on the
     same traffic: the spread it causes is the noise floor of any comparison with a
     service (which draws with its own event ids).
+    ``context`` is what the front end sends (``full`` or ``minimal``, as
+    :func:`~devtools.simulator.driver.run_simulation`); ``persona`` resolves each
+    decision's persona (it is scored against the truth in the report).
     """
     if release_every < 1:
         raise ConfigurationError("release_every must be at least 1")
+    if context not in CONTEXTS:
+        raise ConfigurationError(
+            f"unknown context {context!r}: choose one of {', '.join(CONTEXTS)}"
+        )
     model = Shop(seed, window_seconds, mean_gap_seconds=mean_gap_seconds, rule=shop)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    ledger = Ledger(model, decisions, seed)
+    ledger = Ledger(model, decisions, seed, purchases=False)
     learner = VWPolicy(vw_args)
     serving = learner if release_every == 1 else VWPolicy(vw_args)
     actions = [Action(id=a) for a in ACTIONS]
@@ -59,18 +87,19 @@ def run_in_process(
                 serving.close()
                 serving = VWPolicy(vw_args, model=learner.to_bytes())
         user = visit.shopper.user_id
-        context = Context(user_id=user, session_id=visit.session_id, features=dict(visit.features))
-        persona = "visitor" if user is None else "unclassified"  # as the app, pre-classifier
+        features = front_end_features(visit, context)
+        seen = Context(user_id=user, session_id=visit.session_id, features=features)
+        served = persona(visit)
         event_id = f"sim-{seed}-{draws}{visit.index}"
-        pmf = serving.predict(context, persona, actions)
+        pmf = serving.predict(seen, served, actions)
         chosen = sample(pmf, event_id)
-        reward = ledger.record(visit, ACTIONS[chosen], event_id)
+        reward = ledger.record(visit, ACTIONS[chosen], event_id, served)
         decision = DecisionEvent(
             timestamp=visit.timestamp,
             event_id=event_id,
             decision_point="home_products",
-            context=context,
-            persona=persona,
+            context=seen,
+            persona=served,
             actions=actions,
             chosen_index=chosen,
             probabilities=pmf,

@@ -1,5 +1,6 @@
-"""The run's books: what was decided, what each choice was worth in expectation, and
-the report table (learned vs uniform random vs oracle over the last quarter)."""
+"""The run's books: what was decided, what each choice was worth in expectation, how
+well the service knew each shopper's persona, and the report table (learned vs
+uniform random vs oracle over the last quarter)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from rich.table import Table
 
+from devtools.simulator.persona_accuracy import PersonaTally
 from devtools.simulator.shop import ACTIONS, Shop, Visit
 from learnloop.errors import ConfigurationError
 
@@ -41,6 +43,11 @@ class SimulationReport:
     service_orphaned_outcomes: float | None = None
     service_examples_learned: int | None = None
     first_error: str | None = None
+    purchases_sent: int = 0
+    persona_scored: int = 0
+    persona_accuracy: float | None = None
+    persona_macro_f1: float | None = None
+    persona_confusion: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def gap_closed(self) -> float:
@@ -53,11 +60,16 @@ class Ledger:
     """One run's books: outcomes waiting to be sent in event-time order, and the tallies.
 
     Pure (no I/O): the driver records each answered decision and asks for the
-    outcomes that are due by a given event time.
+    outcomes that are due by a given event time. With ``purchases`` a basket add
+    carries its value and may be followed by a ``purchase`` (:meth:`Shop.checkout`);
+    neither changes a reward.
     """
 
-    def __init__(self, shop: Shop, decisions: int, seed: int) -> None:
+    def __init__(self, shop: Shop, decisions: int, seed: int, purchases: bool = True) -> None:
         self.shop = shop
+        self.purchases = purchases
+        self.personas = PersonaTally()
+        self.purchases_queued = 0
         self.requested = decisions
         self.quarter_start = decisions - decisions // 4
         self._rng = random.Random(f"{seed}:attribution")
@@ -66,8 +78,12 @@ class Ledger:
         self._chosen: Counter[str] = Counter()
         self.decisions = self.scored = self.outcomes = self.late = self.defaults = 0
 
-    def record(self, visit: Visit, action: str, event_id: str) -> float:
-        """Book an answered decision, queue its outcomes; return its realised reward."""
+    def record(self, visit: Visit, action: str, event_id: str, persona: str | None = None) -> float:
+        """Book an answered decision, queue its outcomes; return its realised reward.
+
+        ``persona`` is the one the service answered with: for a logged-in shopper it
+        is scored against the truth.
+        """
         if action not in ACTIONS:
             raise ConfigurationError(
                 f"the service chose action {action!r}; the simulated shop knows only "
@@ -77,9 +93,15 @@ class Ledger:
         outcomes = shop.outcomes(visit, action)
         realised = shop.realised_reward(outcomes)
         self.decisions += 1
-        for outcome in outcomes:
+        if persona is not None and visit.shopper.user_id is not None:
+            self.personas.add(visit.persona, persona)
+        sent = shop.checkout(visit, outcomes) if self.purchases else outcomes
+        for outcome in sent:
             at = visit.timestamp + timedelta(seconds=outcome.delay)
             body: dict[str, Any] = {"type": outcome.type, "timestamp": at.isoformat()}
+            if outcome.value is not None:
+                body["value"] = outcome.value
+            self.purchases_queued += outcome.type == "purchase"
             if self._rng.random() < SESSION_ONLY_SHARE:
                 body["session_id"] = visit.session_id
             else:
@@ -120,8 +142,25 @@ class Ledger:
             uniform_expected=self._sums["uniform"] / n,
             oracle_expected=self._sums["oracle"] / n,
             chosen_share={a: self._chosen[a] / n for a in ACTIONS},
+            purchases_sent=extra.pop("purchases_sent", self.purchases_queued),
+            persona_scored=self.personas.scored,
+            persona_accuracy=self.personas.accuracy(),
+            persona_macro_f1=self.personas.macro_f1(),
+            persona_confusion=self.personas.confusion(),
             **extra,
         )
+
+
+def _persona_rows(report: SimulationReport) -> list[tuple[str, str] | None]:
+    """The persona section, when the service classified anyone."""
+    if report.persona_accuracy is None or report.persona_macro_f1 is None:
+        return []
+    return [
+        None,
+        ("persona accuracy (logged-in decisions)", f"{100 * report.persona_accuracy:.1f} %"),
+        ("persona macro-F1 (logged-in decisions)", f"{report.persona_macro_f1:.3f}"),
+        ("decisions scored for the persona", f"{report.persona_scored:,}"),
+    ]
 
 
 def render_report(report: SimulationReport) -> Table:
@@ -137,9 +176,11 @@ def render_report(report: SimulationReport) -> Table:
         ("oracle", f"{report.oracle_expected:.3f}"),
         ("gap closed %", f"{100 * report.gap_closed:.1f} %"),
         ("learned choices (last quarter)", shares),
+        *_persona_rows(report),
         None,
         ("decisions", f"{report.decisions:,} of {report.requested:,}"),
         ("outcomes sent", f"{report.outcomes_sent:,}"),
+        ("purchases among them", f"{report.purchases_sent:,}"),
         ("outcomes after their window (expected late)", f"{report.outcomes_late:,}"),
         ("no in-window outcome (expected defaults)", f"{report.expected_defaults:,}"),
         ("late outcomes counted by the service (this run)", report.service_late_outcomes),

@@ -13,9 +13,7 @@ add carries the basket's value, and with a persona-dependent probability a
 ``purchase`` of that value follows (:meth:`Shop.checkout`): no reward map counts it,
 but the service's real-time profile updates apply it.
 
-A front end sends either every feature of the visit (``full``, the default) or only
-what a real page view knows (``minimal``: :data:`MINIMAL_FEATURES`); then the
-behavioural history lives in the profile store (:mod:`devtools.simulator.history`).
+What a front end sends of a visit is :mod:`devtools.simulator.front_end`'s choice.
 
 Because the probabilities and delay distributions are known, the expected reward
 of every action in every visit is computed exactly: the best of them is the
@@ -75,10 +73,6 @@ TYPICAL_ORDER: Mapping[str, float] = {  # order value of a shopper without an av
 }
 ORDER_SPREAD = 0.25  # sigma of the lognormal spread of one order around the shopper's mean
 
-CONTEXTS = ("full", "minimal")
-MINIMAL_FEATURES: tuple[str, ...] = ("category_page", "season", "device", "region", "logged_in")
-"""What a real front end knows on a page view; the rest is behavioural history."""
-
 
 @dataclass(frozen=True)
 class Shopper:
@@ -124,21 +118,6 @@ class Outcome:
     delay: float
     type: str = field(compare=False)
     value: float | None = field(default=None, compare=False)
-
-
-def front_end_features(visit: Visit, context: str = "full") -> dict[str, str | float | bool]:
-    """The features a front end sends for ``visit``: all of them, or the ``minimal`` page view.
-
-    >>> from datetime import UTC, datetime
-    >>> visit = next(Shop(seed=7).visits(datetime(2026, 1, 1, tzinfo=UTC), count=1))
-    >>> sorted(front_end_features(visit, "minimal"))
-    ['category_page', 'device', 'logged_in', 'region', 'season']
-    """
-    if context == "full":
-        return dict(visit.features)
-    if context == "minimal":
-        return {name: visit.features[name] for name in MINIMAL_FEATURES}
-    raise ConfigurationError(f"unknown context {context!r}: choose one of {', '.join(CONTEXTS)}")
 
 
 def order_value(rng: random.Random, shopper: Shopper) -> float:
