@@ -69,16 +69,16 @@ async def test_kill_9_of_the_loop_mid_stream_counts_every_interaction_once(
 
 
 async def test_put_get_delete_through_a_real_service(tmp_path: Path) -> None:
-    with ServiceProcess(tmp_path / "data", workers=2, log_file=tmp_path / "serve.log") as service:
-        with httpx.Client(base_url=service.url) as client:
-            put = client.put(
-                "/v1/users/shop-42/profile",
-                json={"orders": 12, "monetary": 1800.0, "recruits": 4, "orders_for_others": 9},
-            )
-            assert put.status_code == 200, put.text
-            # any worker reads it (one SQLite file)
-            for _ in range(6):
-                view = client.get("/v1/users/shop-42", headers={"Connection": "close"}).json()
-                assert view["profile"]["orders"] == 12 and view["profile"]["recruits"] == 4
-            assert client.delete("/v1/users/shop-42").json()["deleted"] is True
-            assert client.get("/v1/users/shop-42").json()["profile"] is None
+    serve = ServiceProcess(tmp_path / "data", workers=2, log_file=tmp_path / "serve.log")
+    with serve, httpx.Client(base_url=serve.url) as client:
+        put = client.put(
+            "/v1/users/shop-42/profile",
+            json={"orders": 12, "monetary": 1800.0, "recruits": 4, "orders_for_others": 9},
+        )
+        assert put.status_code == 200, put.text
+        # any worker reads it (one SQLite file)
+        for _ in range(6):
+            view = client.get("/v1/users/shop-42", headers={"Connection": "close"}).json()
+            assert view["profile"]["orders"] == 12 and view["profile"]["recruits"] == 4
+        assert client.delete("/v1/users/shop-42").json()["deleted"] is True
+        assert client.get("/v1/users/shop-42").json()["profile"] is None
