@@ -55,7 +55,7 @@ class ProfileTraffic:
         }
         await self._post(client, "/v1/decisions", decision)
         self.sessions.add((user, session))
-        kinds = [("detail_view", None)]
+        kinds: list[tuple[str, float | None]] = [("detail_view", None)]
         if n % 2 == 0:
             kinds.append(("basket_add", 2.0))
         if n % 5 == 0:
