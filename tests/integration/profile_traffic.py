@@ -61,7 +61,7 @@ class ProfileTraffic:
         if n % 5 == 0:
             kinds.append(("purchase", 10.0))
         for kind, value in kinds:
-            body = {
+            body: dict[str, Any] = {
                 "outcome_id": f"o{n}-{kind}",
                 "event_id": f"d{n}",
                 "type": kind,
