@@ -11,7 +11,7 @@ from typing import cast
 import pytest
 
 from app.persona_cache import ProfileCache
-from app.persona_serving import PersonaModels, ServedPersonaModel
+from app.persona_serving import PersonaModels, PersonaReleases, ServedPersonaModel
 from app.personas import DefaultPersonaResolver, ModelPersonaResolver, Resolved
 from learnloop.persona_features import (
     CATEGORICAL_FEATURES,
@@ -25,7 +25,7 @@ from learnloop.persona_online import OnlinePersonaClassifier
 from learnloop.profiles import MemoryProfileStore
 from offline_learner.personas.synthetic import planted_profiles
 from schemas.features import Context
-from schemas.personas import PersonaModelRelease
+from schemas.personas import PersonaModelKind, PersonaModelRelease
 from schemas.profiles import ProfileUpdate, UserProfile
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -285,7 +285,10 @@ async def test_models_serve_what_the_mode_says_and_swap_to_new_releases() -> Non
     for profile, persona in zip(profiles, truth, strict=True):
         river.learn_one(profile_features(profile, {}, NOW), persona)
     catboost_store, river_store = MemoryPersonaModelStore(), MemoryPersonaModelStore()
-    stores = {"catboost": catboost_store, "river": river_store}
+    stores: dict[PersonaModelKind, PersonaReleases] = {
+        "catboost": catboost_store,
+        "river": river_store,
+    }
     only_catboost = PersonaModels(stores, mode="catboost")
     only_river = PersonaModels(stores, mode="river")
     both = PersonaModels(stores, mode="catboost+river")
