@@ -18,6 +18,7 @@ largest partition's rows are written as one row group.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +30,7 @@ import orjson
 
 from learnloop.errors import InvalidInput
 from schemas.events import JoinedExample
-from schemas.features import NAME_PATTERN
+from schemas.features import NAME_PATTERN, Action
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -112,6 +113,14 @@ def to_row(example: JoinedExample) -> dict[str, Any]:
     }
 
 
+@functools.lru_cache(maxsize=4096)
+def _actions(text: str) -> tuple[Action, ...]:
+    """A stored actions list, validated once per distinct list: most decisions offer one
+    of a few lists, and validating it was a third of the decode. The models are frozen,
+    so examples can share them (pydantic keeps model instances as they are)."""
+    return tuple(Action.model_validate(a) for a in orjson.loads(text))
+
+
 def from_row(row: dict[str, Any], decision_point: str) -> JoinedExample:
     """The example a row of :func:`arrow_schema` was made from."""
     decision = {
@@ -124,7 +133,7 @@ def from_row(row: dict[str, Any], decision_point: str) -> JoinedExample:
             "features": orjson.loads(row["context_json"]),
         },
         "persona": row["persona"],
-        "actions": orjson.loads(row["actions_json"]),
+        "actions": list(_actions(row["actions_json"])),
         "chosen_index": row["chosen_index"],
         "probabilities": row["probabilities"],
         "model_version": row["model_version"],
