@@ -3,8 +3,9 @@ that learns each decision only after its window closed (as the service does).
 
 The persona each decision carries is the service's without a persona model
 (``visitor`` when anonymous, else ``unclassified``) unless a persona function is
-given: :func:`true_persona` (what a perfect classifier would say), or any visit ->
-persona function, such as a trained classifier on the shopper's profile. On the same
+given: :func:`true_persona` (what a perfect classifier would say),
+:func:`persona_table` (e.g. a trained classifier's answer for each shopper's profile),
+or any visit -> persona function. On the same
 seed the traffic, the outcomes and the exploration draws are the same, so the runs
 compare the personas alone.
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 from devtools.simulator.front_end import CONTEXTS, front_end_features
@@ -32,6 +33,26 @@ PersonaFunction = Callable[[Visit], str]
 def true_persona(visit: Visit) -> str:
     """The hidden truth for a logged-in shopper; ``visitor`` when anonymous, as served."""
     return "visitor" if visit.shopper.user_id is None else visit.persona
+
+
+def persona_table(personas: Mapping[str, str], default: str = "unclassified") -> PersonaFunction:
+    """Personas looked up by user id (e.g. a classifier's answer for each profile):
+    ``visitor`` when anonymous, ``default`` for a user the table does not know.
+
+    >>> from datetime import UTC, datetime
+    >>> from devtools.simulator.shop import Shopper
+    >>> look_up = persona_table({"u1": "builder"})
+    >>> def visit(user):
+    ...     return Visit(0, datetime.now(UTC), "s", Shopper("consultant", user, {}), {})
+    >>> look_up(visit("u1")), look_up(visit("u2")), look_up(visit(None))
+    ('builder', 'unclassified', 'visitor')
+    """
+
+    def look_up(visit: Visit) -> str:
+        user = visit.shopper.user_id
+        return "visitor" if user is None else personas.get(user, default)
+
+    return look_up
 
 
 def run_in_process(

@@ -27,7 +27,7 @@ from devtools.simulator.history import (
     shop_history,
     write_profiles,
 )
-from devtools.simulator.in_process import true_persona
+from devtools.simulator.in_process import persona_table, true_persona
 from devtools.simulator.ledger import Ledger
 from devtools.simulator.persona_accuracy import PersonaTally
 from learnloop.decision_points import load_config_file
@@ -348,3 +348,16 @@ def test_the_anchor_learns_more_with_the_true_persona_in_a_minimal_context() -> 
     assert knowing.persona_accuracy == 1.0 and knowing.persona_macro_f1 == 1.0
     assert knowing.uniform_expected == blind.uniform_expected  # the same traffic
     assert knowing.gap_closed >= blind.gap_closed + 0.3, (knowing.gap_closed, blind.gap_closed)
+
+
+def test_the_anchor_scores_a_persona_table_against_the_truth(shop: Shop) -> None:
+    answers = {s.user_id or "": s.persona for s in shop.known_shoppers()}
+    builders = {user: "builder" for user in answers}
+    args = "--cb_explore_adf --epsilon 0.2"
+    right = run_in_process(args, decisions=400, seed=7, persona=persona_table(answers))
+    wrong = run_in_process(args, decisions=400, seed=7, persona=persona_table(builders))
+    unknown = run_in_process(args, decisions=400, seed=7, persona=persona_table({}))
+    assert right.persona_accuracy == 1.0 and right.persona_scored == wrong.persona_scored
+    share = wrong.persona_confusion["builder"]["builder"] / wrong.persona_scored
+    assert wrong.persona_accuracy == pytest.approx(share) and 0.0 < share < 0.3
+    assert unknown.persona_accuracy is None  # every logged-in shopper unclassified
