@@ -25,6 +25,7 @@ from typing import Any
 
 from learnloop.errors import InvalidInput
 from offline_learner import report_html as h
+from offline_learner import report_personas
 from offline_learner import report_plots as plots
 from offline_learner.report_terminal import USE, capped_note, render_tables
 
@@ -294,6 +295,8 @@ KINDS: dict[str, Callable[[Mapping[str, Any]], tuple[str, str, list[str]]]] = {
     "evaluation": _evaluation,
     "optimization": _optimization,
     "importance": _importance,
+    "segmentation": report_personas.segmentation_page,
+    "persona_training": report_personas.training_page,
 }
 """Payload kind -> the function that builds its page's title, subtitle and sections."""
 

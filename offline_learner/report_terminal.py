@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from learnloop.errors import InvalidInput
+from offline_learner import report_personas
 from offline_learner.report_html import LABELS, counts
 
 STYLE = {"better": "green", "worse": "red", "unclear": "dim"}
@@ -199,6 +200,8 @@ def render_tables(payload: Mapping[str, Any]) -> list[Table]:
         "evaluation": lambda p: [*evaluation_tables(p), *_attached(p), _dataset(p["dataset"])],
         "optimization": optimization_tables,
         "importance": importance_tables,
+        "segmentation": report_personas.segmentation_tables,
+        "persona_training": report_personas.training_tables,
     }
     kind = payload.get("kind") if isinstance(payload, Mapping) else None
     build = builders.get(str(kind))
