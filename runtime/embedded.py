@@ -15,6 +15,8 @@ all of them::
                                     loop process and their checkpoint)
     data/audit.sqlite               who promoted or rolled back which model, and why
     data/models/<point>/            model releases and the current manifest
+    data/personas/                  persona models (CatBoost; the API workers swap them in)
+    data/personas/online/           river persona models the loop process learns from labels
     data/run/                       pids of the running processes, Prometheus files
 """
 
@@ -41,6 +43,8 @@ from learnloop.decision_points import load_config_file
 from learnloop.eventlog.base import Streams
 from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.modelstore.local import LocalModelStore
+from learnloop.persona_models import open_persona_model_store
+from learnloop.persona_online import open_online_persona_model_store
 from learnloop.profile_runner import EmbeddedProfileRunner
 from learnloop.profile_store_sqlite import FILE_NAME as PROFILES_FILE
 from learnloop.profile_store_sqlite import SqliteProfileStore
@@ -48,6 +52,7 @@ from learnloop.settings import Settings
 from learnloop.shutdown import on_stop_signal
 from online_learner.embedded_runner import EmbeddedLearnerRunner
 from online_learner.metrics import LearnerMetrics
+from online_learner.persona_labels import PersonaLabelLearner
 from runtime.http_server import serve_http
 from schemas.dsjson import to_dsjson
 from schemas.events import JoinedExample
@@ -112,6 +117,8 @@ async def serve_api_worker(settings: Settings, listener: socket.socket | None = 
             models=stores.models,
             audit=audit,
             profiles=stores.profiles,
+            persona_models=open_persona_model_store(settings),
+            online_persona_models=open_online_persona_model_store(settings),
         )
         await serve_http(app, settings, listener=listener)
     finally:
@@ -127,6 +134,7 @@ class Loop:
     join: EmbeddedJoinRunner
     learner: EmbeddedLearnerRunner
     profiles: EmbeddedProfileRunner
+    personas: PersonaLabelLearner
 
 
 def open_loop(
@@ -154,7 +162,10 @@ def open_loop(
         release_every_seconds=settings.release_every_seconds,
     )
     profiles = EmbeddedProfileRunner(stores.events, stores.profiles)
-    return Loop(stores, join, learner, profiles)
+    personas = PersonaLabelLearner(
+        stores.profiles, open_online_persona_model_store(settings), clock=clock
+    )
+    return Loop(stores, join, learner, profiles, personas)
 
 
 async def run_loop(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -172,6 +183,7 @@ async def run_loop(settings: Settings, stop: asyncio.Event | None = None) -> Non
                 asyncio.create_task(loop.join.run(), name="learnloop-join"),
                 asyncio.create_task(loop.learner.run(), name="learnloop-learner"),
                 asyncio.create_task(loop.profiles.run(), name="learnloop-profiles"),
+                asyncio.create_task(loop.personas.run(), name="learnloop-persona-labels"),
             ]
             stopping = asyncio.create_task(stop.wait())
             try:
