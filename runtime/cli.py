@@ -20,6 +20,7 @@ from runtime import (  # noqa: F401  (they register their commands)
     cli_importance,
     cli_models,
     cli_offline,
+    cli_personas,
     cli_promote,
     cli_rejoin,
 )
@@ -34,6 +35,7 @@ from runtime.cli_common import (
     load_settings,
     models_app,
     offline_app,
+    personas_app,
     setup_logging,
 )
 from runtime.cli_common import run as _run
@@ -43,6 +45,7 @@ cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 cli.add_typer(dataset_app, name="dataset")
 cli.add_typer(offline_app, name="offline")
 cli.add_typer(models_app, name="models")
+cli.add_typer(personas_app, name="personas")
 
 
 WorkersOpt = Annotated[

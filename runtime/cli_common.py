@@ -88,6 +88,10 @@ offline_app = typer.Typer(
     help="The offline learner: evaluate, optimize, importance, re-join, promote.",
 )
 models_app = typer.Typer(no_args_is_help=True, help="Model releases: list the history, roll back.")
+personas_app = typer.Typer(
+    no_args_is_help=True,
+    help="Personas: import profiles, segment, train, publish and roll back the persona model.",
+)
 
 
 def decision_point_configs(
