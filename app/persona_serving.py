@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from app.metrics import ServiceMetrics
@@ -70,19 +70,23 @@ class ServedPersonaModel:
     mode: PersonaMode = "catboost"
     river_confidence: float = 0.5
 
-    @property
-    def key(self) -> tuple[int, ...]:
-        return (
-            -1 if self.catboost is None else self.catboost.version,
-            -1 if self.river is None else self.river.version,
-        )
+    key: tuple[int, ...] = field(init=False)
+    """The versions answering (-1: none of that kind): part of the prediction cache key."""
+    context_keys: tuple[str, ...] = field(init=False)
+    """The top-level context features CatBoost reads (river reads none)."""
 
-    @property
-    def context_features(self) -> tuple[str, ...]:
-        """The prefixed context features CatBoost reads (river reads none)."""
-        if self.catboost is None:
-            return ()
-        return tuple(n for n in self.catboost.feature_names if n.startswith(CONTEXT_PREFIX))
+    def __post_init__(self) -> None:
+        # Computed once: the resolver reads both on every decision.
+        catboost, river = self.catboost, self.river
+        key = (-1 if catboost is None else catboost.version, -1 if river is None else river.version)
+        names = () if catboost is None else catboost.feature_names
+        keys = dict.fromkeys(
+            n.removeprefix(CONTEXT_PREFIX).split(".", 1)[0]
+            for n in names
+            if n.startswith(CONTEXT_PREFIX)
+        )
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "context_keys", tuple(keys))
 
     def predict(self, features: Mapping[str, FeatureValue]) -> tuple[str, int]:
         """The persona and the version of the model that answered (see the module)."""

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Protocol
 
-from learnloop.persona_features import FeatureValue, flat_context, profile_features
+from learnloop.persona_features import FeatureValue, profile_features
 from schemas.features import Context
 from schemas.profiles import PersonaSource, UserProfile
 
@@ -100,8 +100,9 @@ class ServedPersona(Protocol):
         ...
 
     @property
-    def context_features(self) -> tuple[str, ...]:
-        """The prefixed context features (``ctx.device``) the model reads."""
+    def context_keys(self) -> tuple[str, ...]:
+        """The top-level context features the model reads (``device`` for ``ctx.device``,
+        ``geo`` for ``ctx.geo.region``)."""
         ...
 
     def predict(self, features: Mapping[str, FeatureValue]) -> tuple[str, int]:
@@ -122,7 +123,7 @@ class ResolutionCounter(Protocol):
 FeatureBuilder = Callable[
     [UserProfile | None, Mapping[str, object], datetime], dict[str, FeatureValue]
 ]
-PredictionKey = tuple[str, int, tuple[FeatureValue | None, ...], tuple[int, ...], int]
+PredictionKey = tuple[str, int, tuple[object, ...], tuple[int, ...], int]
 
 
 class ModelPersonaResolver:
@@ -183,10 +184,15 @@ class ModelPersonaResolver:
     def _predict(
         self, served: ServedPersona, profile: UserProfile, context: Context, now: datetime
     ) -> tuple[str, int]:
-        used: tuple[FeatureValue | None, ...] = ()
-        if served.context_features:
-            flat = flat_context(context.features)
-            used = tuple(flat.get(name) for name in served.context_features)
+        used: tuple[object, ...] = ()
+        if served.context_keys:
+            # Only what the model reads is part of the key. (A nested map keyed by its
+            # items; True and 1 key alike, a front end does not send both for one user.)
+            features = context.features
+            used = tuple(
+                tuple(sorted(v.items())) if isinstance(v, dict) else v
+                for v in (features.get(name) for name in served.context_keys)
+            )
         day = int(now.timestamp() // SECONDS_PER_DAY)
         key = (profile.user_id, profile.version, used, served.key, day)
         cache = self._predictions

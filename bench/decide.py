@@ -22,6 +22,12 @@ c. HTTP with ``wrk -t1 -cN`` (N requests in flight) posting a 9-feature context:
    way to install it) the Python load generator of ``bench/http_load.py`` is
    used, and the report says so.
 
+d. the persona resolution (``bench/persona_cost.py``): ``ModelPersonaResolver.resolve``
+   p50/p99 for a known user (persona remembered, or scored by a CatBoost model of the
+   simulated shop), a user without a profile, an anonymous shopper and an explicit
+   persona, and ``Decider.decide`` with the full chain against the default resolver:
+   the added p50/p99 (target ≤ 100 µs p50). ``--personas-only`` runs just this part.
+
 The fsync latency of the disk is probed before the HTTP runs: each decision
 waits for one, so on a busy disk it bounds the tail. Results print as markdown
 (for docs/benchmarks.md); numbers depend on the machine and what else runs on it.
@@ -43,6 +49,7 @@ from decide_report import Cost, HttpRow, report
 from echo_server import echo_app
 from http_load import load
 from http_servers import bench_config, scrape, start_server, stop_server
+from persona_cost import bench_personas, persona_report
 from wrk_load import WrkResult, find_wrk, run_wrk
 
 from app.main import create_app
@@ -275,6 +282,10 @@ def bench_http(
 
 
 def main(args: argparse.Namespace) -> None:
+    personas = persona_report(*bench_personas())
+    if args.personas_only:
+        print(personas)
+        return
     raw, in_process = asyncio.run(
         bench_in_process(args.predict_n, args.callers, args.per_caller, args.rounds)
     )
@@ -288,6 +299,8 @@ def main(args: argparse.Namespace) -> None:
         http = bench_http(args.servers, args.levels, args.seconds, wrk, workdir, args.window)
     print()
     print(report(raw, in_process, asgi, http, fsync, wrk is not None))
+    print()
+    print(personas)
 
 
 def _parse() -> argparse.Namespace:
@@ -313,6 +326,9 @@ def _parse() -> argparse.Namespace:
         "--window", type=float, default=2.0, help="reward window of the benchmark's decision point"
     )
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk")
+    parser.add_argument(
+        "--personas-only", action="store_true", help="only (d), the persona resolution cost"
+    )
     return parser.parse_args()
 
 

@@ -86,7 +86,7 @@ class FakeProfiles:
 class FakeModel:
     answer: str = "builder"
     version: int = 3
-    context_features: tuple[str, ...] = ("ctx.device",)
+    context_keys: tuple[str, ...] = ("device",)
     calls: int = 0
 
     @property
@@ -176,7 +176,7 @@ def test_predictions_are_cached_by_profile_version_context_used_and_model() -> N
 
 
 def test_the_prediction_cache_is_bounded() -> None:
-    model = FakeModel(context_features=("ctx.n",))
+    model = FakeModel(context_keys=("n",))
     resolver, _ = _resolver(model)
     resolver.max_predictions = 10
     for n in range(50):
@@ -322,3 +322,31 @@ async def test_a_broken_release_keeps_the_served_model() -> None:
     served = await models.refresh()
     assert served is not None and served.key == (1, -1) and models.swaps == 1
     assert (await models.refresh()) is served  # the broken one is not tried again
+
+
+def test_the_served_model_keys_on_the_context_features_it_was_trained_with() -> None:
+    profiles, truth = planted_profiles(120, seed=4, now=NOW)
+    contexts = [{"device": "mobile" if i % 2 else "desktop", "geo": {"region": "eu"}}
+                for i in range(len(profiles))]  # fmt: skip
+    catboost = train_catboost(profiles, truth, context=contexts, iterations=10)
+    served = ServedPersonaModel(catboost, None)
+    assert served.context_keys == ("device", "geo") and served.key == (0, -1)
+    cache = FakeProfiles({"u00000": profiles[0]})
+    resolver = ModelPersonaResolver(cache, FakeServed(served))
+    for features in (
+        {"device": "mobile", "geo": {"region": "eu"}, "page": "home"},
+        {"device": "mobile", "geo": {"region": "eu"}, "page": "cart"},  # same key
+        {"device": "desktop", "geo": {"region": "eu"}},
+        {"device": "desktop", "geo": {"region": "us"}},
+    ):
+        got = resolver.resolve(Context(user_id="x", features=features), "u00000", None, NOW)
+        assert got.source == "model" and got.persona in catboost.classes
+    assert resolver.cached_predictions == 3
+
+
+@dataclass
+class FakeServed:
+    model: ServedPersonaModel
+
+    def served(self) -> ServedPersonaModel:
+        return self.model
