@@ -41,6 +41,7 @@ from learnloop.kafka.connect import connect_redis, display_url, start_consumer
 from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.modelstore.redis import RedisModelStore
+from learnloop.profile_store_redis import RedisProfileStore
 from learnloop.settings import Settings
 from learnloop.shutdown import on_stop_signal
 from learnloop.telemetry import metrics_endpoint
@@ -98,6 +99,7 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
             models=models,
             clock=clock,
             audit=RedisAuditLog(redis, settings.redis_prefix),
+            profiles=RedisProfileStore(redis, settings.redis_prefix),
         )
     except BaseException:
         await events.close()
@@ -193,12 +195,18 @@ async def run_join_worker(
     stop: asyncio.Event | None = None,
 ) -> None:
     """``learnloop join``: one faust join worker (:mod:`join_service.kafka_runner`) wired to
-    Kafka and Redis, until ``stop`` is set or, without one, until SIGTERM or SIGINT."""
+    Kafka and Redis, until ``stop`` is set or, without one, until SIGTERM or SIGINT.
+
+    Beside it, in the same process, a member of the ``profiles`` consumer group
+    (:mod:`learnloop.profile_kafka_runner`) applies the same decisions and outcomes to the
+    Redis profile store: the join workers are the consumers of those topics already, so
+    scaling them scales both. If either fails, the worker exits (and is restarted)."""
     from join_service.joined_output import JoinedOutput
     from join_service.kafka_checkpoint import RedisCheckpoints
     from join_service.kafka_partitions import JoinPartitions
     from join_service.kafka_runner import FaustJoinWorker
     from join_service.metrics import JoinMetrics
+    from learnloop.profile_kafka_runner import KafkaProfileRunner
 
     tuning = tuning or JoinTuning.from_settings(settings)
     clock = clock or SystemClock()
@@ -235,4 +243,14 @@ async def run_join_worker(
         if stop is None:
             stop = asyncio.Event()
             resources.enter_context(on_stop_signal(stop.set))
-        await worker.run(stop)
+        profiles = KafkaProfileRunner(settings, RedisProfileStore(redis, settings.redis_prefix))
+        updates = asyncio.create_task(profiles.run(until=stop), name="learnloop-profiles")
+        join = asyncio.create_task(worker.run(stop), name="learnloop-join")
+        try:
+            await asyncio.wait([join, updates], return_when=asyncio.FIRST_COMPLETED)
+            stop.set()  # one ended (stopped or failed): stop the other as well
+            await asyncio.gather(join, updates)
+        finally:
+            for task in (join, updates):
+                task.cancel()
+            await asyncio.gather(join, updates, return_exceptions=True)
