@@ -119,7 +119,7 @@ def confusion_plot(confusion: Mapping[str, Any]) -> str:
     import numpy as np
 
     labels, matrix = confusion["labels"], np.array(confusion["matrix"])
-    with _figure(6.5, 5.0, "confusion") as (fig, ax):
+    with _figure(5.5, 4.2, "confusion") as (fig, ax):
         ax.imshow(matrix, cmap="Blues", aspect="auto")
         ax.grid(False)
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
