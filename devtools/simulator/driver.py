@@ -31,7 +31,14 @@ from devtools.simulator.http_client import (
     SendFailed,
 )
 from devtools.simulator.ledger import Ledger, SimulationReport
-from devtools.simulator.shop import ACTIONS, MEAN_GAP, Shop, Visit, plan_event_time
+from devtools.simulator.shop import (
+    ACTIONS,
+    MEAN_GAP,
+    Shop,
+    Visit,
+    closing_tick_delay,
+    plan_event_time,
+)
 from learnloop.errors import ConfigurationError, Unavailable
 
 OUTCOME_BATCH = 500  # outcomes per POST, well under the API's body limit
@@ -219,7 +226,8 @@ async def run_simulation(
     before stream time passes its own time or, for the previous chunk's
     decisions, while its window has most of its time left — so in-window
     outcomes are never counted late. At the end the remaining outcomes and one
-    ``clock_tick`` (a type no reward map uses, 60 s past the last window) close
+    ``clock_tick`` (a type no reward map uses, 60 s past the last window and after
+    every outcome: :func:`~devtools.simulator.shop.closing_tick_delay`) close
     every window; then the learner gets up to 10 s to settle.
     ``shop`` names the hidden reward rule (:mod:`devtools.simulator.rules`);
     ``context`` what the front end sends: ``full`` (every feature of the visit) or
@@ -271,7 +279,7 @@ async def run_simulation(
                         ledger.record(visit, answer[1], answer[0], answer[2])
                 bar.update(task, advance=len(chunk), status=f"errors {service.errors}")
         await service.send_outcomes(ledger.due())
-        tick = last_time + timedelta(seconds=model.window_seconds + 60.0)
+        tick = last_time + timedelta(seconds=closing_tick_delay(model.window_seconds))
         clock = {"session_id": "sim-clock", "type": "clock_tick", "timestamp": tick.isoformat()}
         await service.send_outcomes([clock], count=False)
         learned = await service.wait_for_learner(learned_before + ledger.decisions)

@@ -54,6 +54,7 @@ DETAIL_VIEW_DELAY = (4.0, 0.9)
 BASKET_ADD_DELAY = (8.0, 0.9)
 MEAN_GAP = 0.125  # seconds of event time between visits, on average (8 visits a second)
 MAX_DELAY = 120.0  # the session is over: nothing happens later (keeps events < 5 min ahead)
+TICK_MARGIN = 10.0  # the closing clock tick comes this long after the latest possible outcome
 FUTURE_LIMIT = 300.0  # the service refuses event times further ahead of its clock than this
 
 CHECKOUT_DELAY = (6.0, 0.8)  # a purchase after its basket add: lognormal (median s, sigma)
@@ -138,6 +139,17 @@ def lognormal_cdf(x: float, median: float, sigma: float) -> float:
     return 0.5 * (1.0 + math.erf(math.log(x / median) / (sigma * math.sqrt(2.0))))
 
 
+def closing_tick_delay(window: float) -> float:
+    """Seconds after the last decision for the run's closing clock tick: 60 s past the
+    last window, and past every outcome's time plus :data:`TICK_MARGIN`, so the join
+    also settles the follow-ups it holds briefly (skew tolerance) for the last visits.
+
+    >>> closing_tick_delay(20.0), closing_tick_delay(100.0)
+    (130.0, 160.0)
+    """
+    return max(window + 60.0, MAX_DELAY + TICK_MARGIN)
+
+
 def plan_event_time(
     decisions: int,
     mean_gap: float,
@@ -159,11 +171,11 @@ def plan_event_time(
     (0.125, 45)
     >>> start, gap = plan_event_time(20000, 0.125, 20.0, now, now - timedelta(minutes=1))
     >>> start > now - timedelta(minutes=1), round(gap, 4)
-    (True, 0.0102)
+    (True, 0.0097)
     """
     # Gaps are uniform in [0.4, 1.6] x the mean: the mean span plus ten standard deviations.
     per_gap = decisions + 10 * 0.35 * math.sqrt(decisions)
-    tail = max(MAX_DELAY, window + 60.0)  # last outcomes and the closing clock tick
+    tail = closing_tick_delay(window)  # last outcomes and the closing clock tick
     start = now - timedelta(seconds=per_gap * mean_gap + tail + 30.0)
     if stream_time is None or stream_time < start:
         return start, mean_gap
