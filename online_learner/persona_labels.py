@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
+import uuid
+from typing import Any, Protocol
 
 from learnloop.clock import Clock, SystemClock
 from learnloop.persona_features import profile_features
@@ -29,6 +30,37 @@ from learnloop.shutdown import cancel_requested
 from schemas.personas import PersonaModelRelease
 
 log = logging.getLogger(__name__)
+
+
+class Lease(Protocol):
+    async def hold(self) -> bool:
+        """Take or renew the lease; ``True`` while this process holds it."""
+        ...
+
+
+_HOLD = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  redis.call('pexpire', KEYS[1], ARGV[2])
+  return 1
+end
+if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return 0
+"""
+
+
+class RedisLease:
+    """A lease held by one process at a time: a Redis key with this holder's id and a
+    time-out, renewed on every :meth:`hold` (so a dead holder's lease lapses after
+    ``ttl_ms``)."""
+
+    def __init__(self, redis: Any, key: str, ttl_ms: int = 10_000) -> None:
+        self.redis = redis
+        self.key = key
+        self.ttl_ms = ttl_ms
+        self.owner = uuid.uuid4().hex
+
+    async def hold(self) -> bool:
+        return bool(await self.redis.eval(_HOLD, 1, self.key, self.owner, self.ttl_ms))
 
 
 class PersonaLabelLearner:
@@ -132,15 +164,24 @@ class PersonaLabelLearner:
         )
         return stored
 
-    async def run(self) -> None:
-        """Step every ``poll_seconds`` until cancelled; publishes what is pending on the way out."""
+    async def run(self, lease: Lease | None = None) -> None:
+        """Step every ``poll_seconds`` until cancelled; publishes what is pending on the way out.
+
+        With a ``lease`` (several ``learnloop learn`` workers), only its holder learns; a
+        worker that takes the lease over resumes from the newest release.
+        """
         try:
             while not cancel_requested():
-                await self.step()
+                if lease is None or await lease.hold():
+                    await self.step()
+                else:
+                    self._started = False  # another worker learns: reload when ours again
+                    self._pending, self._pending_since = 0, None
                 await asyncio.sleep(self.poll_seconds)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.publish())
+            if lease is None or self._started:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.publish())
 
     def _learn(self, change: ProfileChange) -> int:
         profile = change.profile
