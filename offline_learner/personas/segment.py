@@ -178,7 +178,14 @@ def fit_segments(
             covariances=fitted.covariances_.tolist(),
             **common,
         )
-    return Segmentation(model=model, labels=assign(model, rows), criterion=criterion, scores=scores)
+    # scikit-learn's own labels: tests check that assign() (what retrain uses) equals them.
+    labels = fitted.labels_ if method == "kmeans" else fitted.predict(z)
+    return Segmentation(
+        model=model,
+        labels=np.asarray(labels, dtype=np.intp),
+        criterion=criterion,
+        scores=scores,
+    )
 
 
 def describe(z: Mapping[str, float], limit: int = DISTINGUISHING) -> str:

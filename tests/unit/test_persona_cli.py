@@ -129,3 +129,31 @@ def test_rollback_without_models_says_train_first(runner: CliRunner, tmp_path: P
     result = runner.invoke(cli, ["personas", "rollback", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2
     assert "train first" in result.output
+
+
+def test_segment_and_train_from_the_profile_store(runner: CliRunner, tmp_path: Path) -> None:
+    import asyncio
+
+    from learnloop.profile_store_sqlite import FILE_NAME, SqliteProfileStore
+    from offline_learner.personas.synthetic import planted_profiles
+
+    profiles, _ = planted_profiles(300, seed=2, now=CLOSING)
+
+    async def fill() -> None:
+        store = SqliteProfileStore(tmp_path / "data" / FILE_NAME)
+        await store.put_many(profiles)
+        await store.close()
+
+    asyncio.run(fill())
+    data = ["--data-dir", str(tmp_path / "data")]
+    segments = tmp_path / "segments.toml"
+    result = runner.invoke(
+        cli, ["personas", "segment", "--k", "5", "--segments-out", str(segments), "--json", *data]
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["profiles"] == 300 and "profile store" in payload["source"]
+    rename_segments(segments, {c: f"p{c}" for c in range(5)})
+    result = runner.invoke(cli, ["personas", "train", "--segments", str(segments), *FAST, *data])
+    assert result.exit_code == 0, result.output
+    assert "published persona model v1" in " ".join(result.output.split())

@@ -52,6 +52,7 @@ def test_the_saved_model_labels_new_profiles_like_the_fit(
     for method in ("kmeans", "gmm"):
         segmentation = fit_segments(rows, method=method, k=5, seed=2)
         again = type(segmentation.model).model_validate_json(segmentation.model.model_dump_json())
+        # scikit-learn's labels, reproduced from the saved numbers alone
         np.testing.assert_array_equal(assign(again, rows), segmentation.labels)
     fresh, truth = planted_profiles(200, seed=99, now=NOW)
     fresh_rows = [profile_features(p, {}, NOW) for p in fresh]
