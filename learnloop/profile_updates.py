@@ -95,7 +95,11 @@ class ProfileUpdater:
         self._decisions: OrderedDict[str, _Decision] = OrderedDict()
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._seen: OrderedDict[str, float] = OrderedDict()  # "user\x1fsession" -> last seen
-        self._held: list[OutcomeEvent] = []
+        self._anonymous: OrderedDict[str, float] = OrderedDict()  # event id -> time
+        # Outcomes waiting for their decision, in arrival order, and who waits for what:
+        # "e:<event_id>" or "s:<session_id>" -> outcome ids (one dict look-up per decision).
+        self._held: OrderedDict[str, OutcomeEvent] = OrderedDict()
+        self._waiting: dict[str, list[str]] = {}
         self._time: float | None = None
 
     @property
@@ -106,7 +110,13 @@ class ProfileUpdater:
     @property
     def size(self) -> int:
         """Entries held in memory (decisions, sessions, held outcomes)."""
-        return len(self._decisions) + len(self._sessions) + len(self._seen) + len(self._held)
+        return (
+            len(self._decisions)
+            + len(self._sessions)
+            + len(self._seen)
+            + len(self._held)
+            + len(self._anonymous)
+        )
 
     def on_event(self, event: object) -> list[Interaction]:
         """Dispatch a decoded event; anything but a decision or outcome yields nothing."""
@@ -120,7 +130,10 @@ class ProfileUpdater:
         at = decision.timestamp.timestamp()
         user = decision.context.user_id
         out: list[Interaction] = []
-        if user is not None:
+        if user is None:
+            self._anonymous[decision.event_id] = at
+            self._anonymous.move_to_end(decision.event_id)
+        else:
             session = decision.context.session_id
             chosen = decision.actions[decision.chosen_index] if decision.actions else None
             category = chosen.features.get(CATEGORY_FEATURE) if chosen else None
@@ -161,8 +174,10 @@ class ProfileUpdater:
             found = self._attribute(outcome, kind)
             if found is not None:
                 out.append(found)
-            elif outcome.event_id is not None or outcome.session_id is not None:
-                self._held.append(outcome)
+            elif (outcome.event_id or outcome.session_id) and (
+                outcome.event_id not in self._anonymous
+            ):
+                self._hold(outcome)  # its decision may not have been read yet
         self._advance(at)
         return out
 
@@ -197,23 +212,25 @@ class ProfileUpdater:
             event_id=outcome.event_id,
         )
 
+    def _hold(self, outcome: OutcomeEvent) -> None:
+        if outcome.outcome_id in self._held:
+            return
+        self._held[outcome.outcome_id] = outcome
+        self._waiting.setdefault(_waiting_key(outcome), []).append(outcome.outcome_id)
+
     def _release_held(self, decision: DecisionEvent) -> list[Interaction]:
+        """The held outcomes this decision was awaited by, attributed now."""
         if not self._held:
             return []
+        waiting = self._waiting.pop(f"e:{decision.event_id}", [])
+        if decision.context.session_id is not None:
+            waiting += self._waiting.pop(f"s:{decision.context.session_id}", [])
         out: list[Interaction] = []
-        still: list[OutcomeEvent] = []
-        session = decision.context.session_id
-        for outcome in self._held:
-            kind = OUTCOME_KINDS[outcome.type]
-            matches = outcome.event_id == decision.event_id or (
-                outcome.event_id is None and session is not None and outcome.session_id == session
-            )
-            found = self._attribute(outcome, kind) if matches else None
+        for outcome_id in waiting:
+            outcome = self._held.pop(outcome_id)
+            found = self._attribute(outcome, OUTCOME_KINDS[outcome.type])
             if found is not None:
                 out.append(found)
-            else:
-                still.append(outcome)
-        self._held = still
         return out
 
     def _advance(self, at: float) -> None:
@@ -227,8 +244,19 @@ class ProfileUpdater:
             self._sessions.popitem(last=False)
         while self._seen and next(iter(self._seen.values())) < horizon:
             self._seen.popitem(last=False)
+        while self._anonymous and next(iter(self._anonymous.values())) < horizon:
+            self._anonymous.popitem(last=False)
         hold = at - self.hold_seconds
-        self._held = [o for o in self._held if o.timestamp.timestamp() >= hold]
+        while self._held:
+            outcome = next(iter(self._held.values()))
+            if outcome.timestamp.timestamp() >= hold:
+                break
+            self._held.popitem(last=False)
+            key = _waiting_key(outcome)
+            waiting = self._waiting[key]
+            waiting.remove(outcome.outcome_id)
+            if not waiting:
+                del self._waiting[key]
 
     # -- recovery --------------------------------------------------------------------
 
@@ -246,7 +274,8 @@ class ProfileUpdater:
                     [k, s.user, s.at, s.basket, s.category] for k, s in self._sessions.items()
                 ],
                 "seen": list(self._seen.items()),
-                "held": [o.model_dump(mode="json") for o in self._held],
+                "anonymous": list(self._anonymous.items()),
+                "held": [o.model_dump(mode="json") for o in self._held.values()],
             },
             separators=(",", ":"),
         ).encode()
@@ -263,5 +292,13 @@ class ProfileUpdater:
             updater._sessions[key] = _Session(user, at, basket, category)
         for key, at in raw["seen"]:
             updater._seen[key] = at
-        updater._held = [OutcomeEvent.model_validate(o) for o in raw["held"]]
+        for key, at in raw["anonymous"]:
+            updater._anonymous[key] = at
+        for held in raw["held"]:
+            updater._hold(OutcomeEvent.model_validate(held))
         return updater
+
+
+def _waiting_key(outcome: OutcomeEvent) -> str:
+    """What a held outcome waits for: its decision, or (named by session only) its session."""
+    return f"e:{outcome.event_id}" if outcome.event_id is not None else f"s:{outcome.session_id}"

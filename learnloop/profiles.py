@@ -22,6 +22,7 @@ basket add does to a profile.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -204,7 +205,8 @@ class MemoryProfileStore:
         self._profiles: dict[str, UserProfile] = {}
         self._seq_of: dict[str, int] = {}  # user -> number of its latest change (incl. deletion)
         self._seq = 0
-        self._applied: dict[str, datetime] = {}
+        self._applied: OrderedDict[str, datetime] = OrderedDict()
+        self._newest: datetime | None = None
         self._checkpoints: dict[str, bytes] = {}
 
     async def get(self, user_id: str) -> UserProfile | None:
@@ -250,6 +252,8 @@ class MemoryProfileStore:
             if interaction.interaction_id in self._applied:
                 continue
             self._applied[interaction.interaction_id] = interaction.timestamp
+            if self._newest is None or interaction.timestamp > self._newest:
+                self._newest = interaction.timestamp
             self._store(apply_interaction(self._profiles.get(interaction.user_id), interaction))
             new += 1
         if checkpoint is not None:
@@ -274,8 +278,9 @@ class MemoryProfileStore:
         self._seq_of[profile.user_id] = self._seq
 
     def _forget_applied(self) -> None:
-        if not self._applied:
+        """Drop the ids applied (in order) before the horizon behind the newest one."""
+        if self._newest is None:
             return
-        horizon = max(self._applied.values()) - timedelta(seconds=self.dedup_seconds)
-        for key in [k for k, t in self._applied.items() if t < horizon]:
-            del self._applied[key]
+        horizon = self._newest - timedelta(seconds=self.dedup_seconds)
+        while self._applied and next(iter(self._applied.values())) < horizon:
+            self._applied.popitem(last=False)

@@ -176,3 +176,13 @@ def test_restore_from_a_snapshot_continues_identically() -> None:
         got += [i for e in events[cut:] for i in resumed.on_event(e)]
         assert got == expected, f"cut at {cut}"
         assert resumed.snapshot() == whole.snapshot()
+
+
+def test_outcomes_of_anonymous_decisions_are_dropped_not_held() -> None:
+    up = ProfileUpdater()
+    for i in range(100):
+        up.on_decision(decision(f"e{i}", None, f"s{i}", s=i))
+        assert up.on_outcome(outcome(f"o{i}", "basket_add", s=i + 1, eid=f"e{i}")) == []
+    assert up.size == 100  # the anonymous decisions' ids only, no held outcome
+    restored = ProfileUpdater.restore(up.snapshot())
+    assert restored.size == 100 and restored.snapshot() == up.snapshot()
