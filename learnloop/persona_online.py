@@ -205,10 +205,15 @@ so a river release never becomes the current CatBoost model (or the reverse) and
 keeps its own versions, history and rollback."""
 
 
+def online_prefix(settings: Settings) -> str:
+    """The Redis key prefix of the online persona-model store."""
+    return f"{settings.redis_prefix}online:"
+
+
 def open_online_persona_model_store(settings: Settings) -> PersonaModelStore:
     """The online (river) persona-model store of the configured mode (close it when done)."""
     if settings.backend == "kafka":
         from learnloop.persona_models_redis import RedisPersonaModelStore
 
-        return RedisPersonaModelStore(settings.redis_url, f"{settings.redis_prefix}online:")
+        return RedisPersonaModelStore(settings.redis_url, online_prefix(settings))
     return LocalPersonaModelStore(Path(settings.data_dir) / DIRECTORY / ONLINE_DIRECTORY)

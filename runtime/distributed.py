@@ -41,6 +41,8 @@ from learnloop.kafka.connect import connect_redis, display_url, start_consumer
 from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.modelstore.redis import RedisModelStore
+from learnloop.persona_models_redis import RedisPersonaModelStore
+from learnloop.persona_online import online_prefix
 from learnloop.profile_store_redis import RedisProfileStore
 from learnloop.settings import Settings
 from learnloop.shutdown import on_stop_signal
@@ -100,6 +102,8 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
             clock=clock,
             audit=RedisAuditLog(redis, settings.redis_prefix),
             profiles=RedisProfileStore(redis, settings.redis_prefix),
+            persona_models=RedisPersonaModelStore(redis, settings.redis_prefix),
+            online_persona_models=RedisPersonaModelStore(redis, online_prefix(settings)),
         )
     except BaseException:
         await events.close()
@@ -160,10 +164,13 @@ async def run_learner_worker(settings: Settings) -> None:
     until SIGTERM or SIGINT; then it publishes what is due, commits and leaves the group.
 
     The decision points of ``settings.config`` are seeded into Redis (never overwriting
-    an admin's change), as the API does.
+    an admin's change), as the API does. Beside it, the online persona learner
+    (:mod:`online_learner.persona_labels`) learns confirmed labels into river releases,
+    in whichever ``learn`` worker holds its Redis lease.
     """
     from online_learner.kafka_runner import KafkaLearnerRunner
     from online_learner.metrics import LearnerMetrics
+    from online_learner.persona_labels import PersonaLabelLearner, RedisLease
 
     redis = await connect_redis(
         settings.redis_url, settings.connect_timeout_seconds, settings.redis_max_connections
@@ -178,9 +185,20 @@ async def run_learner_worker(settings: Settings) -> None:
         runner = KafkaLearnerRunner(
             settings, models, decision_points, metrics=LearnerMetrics(registry)
         )
+        labels = PersonaLabelLearner(
+            RedisProfileStore(redis, settings.redis_prefix),
+            RedisPersonaModelStore(redis, online_prefix(settings)),
+        )
+        lease = RedisLease(redis, f"{settings.redis_prefix}persona-labels:lease")
         stop = asyncio.Event()
         with on_stop_signal(stop.set), metrics_endpoint(settings, registry):
-            await runner.run(until=stop)
+            personas = asyncio.create_task(labels.run(lease), name="learnloop-persona-labels")
+            try:
+                await runner.run(until=stop)
+            finally:
+                personas.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await personas
     finally:
         await models.close()
         await decision_points.close()

@@ -11,20 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from app.pseudonyms import pseudonymize
 from devtools.simulator.history import ShopperHistory, shop_history
 from devtools.simulator.shop import Shop
 from learnloop.persona_model import PersonaModel
 from learnloop.persona_models import LocalPersonaModelStore
-from learnloop.persona_online import ONLINE_DIRECTORY
+from learnloop.persona_models_redis import RedisPersonaModelStore
+from learnloop.persona_online import ONLINE_DIRECTORY, online_prefix
+from learnloop.profile_store_redis import RedisProfileStore
 from learnloop.profile_store_sqlite import FILE_NAME, SqliteProfileStore
-from learnloop.settings import DEVELOPMENT_PSEUDONYM_KEY
+from learnloop.settings import DEVELOPMENT_PSEUDONYM_KEY, Settings
+from online_learner.persona_labels import PersonaLabelLearner, RedisLease
+from runtime.distributed import running_api
 from runtime.processes import ServiceProcess
 from tests.unit.test_persona_serving import NOW, catboost_release, train_catboost
 
@@ -175,3 +180,114 @@ def test_label_wins_is_learned_online_and_delete_forgets(
 def _river_labels(store: LocalPersonaModelStore) -> float:
     release = asyncio.run(store.current())
     return 0.0 if release is None else release.metrics.get("labels_learned", 0.0)
+
+
+# --- distributed: two in-process API replicas on Kafka + a real redis-server -----------------
+
+
+async def test_distributed_replicas_serve_swap_label_and_forget(
+    kafka_settings: Settings, shop: Books
+) -> None:
+    truth, model, books = shop
+    users = list(truth)[:60]
+    settings = kafka_settings.model_copy(
+        update={"persona_refresh_seconds": 0.05, "persona_default": "newcomer"}
+    )
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    profiles = RedisProfileStore(redis, settings.redis_prefix)
+    await profiles.put_many(
+        [b.profile().model_copy(update={"user_id": pseudonymize(b.user_id, KEY)})
+         for b in books[:60]]
+    )  # fmt: skip
+    catboost = RedisPersonaModelStore(redis, settings.redis_prefix)
+    await catboost.publish(catboost_release(model), model.to_bytes())
+
+    async def decide(http: httpx.AsyncClient, user: str) -> str:
+        body = {"decision_point": DP, "context": {"user_id": user}}
+        response = await http.post("/v1/decisions", json=body)
+        assert response.status_code == 200, response.text
+        return str(response.json()["persona"])
+
+    async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if await check():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("not reached in time")
+
+    try:
+        async with running_api(settings) as first, running_api(settings) as second:
+            one, two = (
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+                for app in (first, second)
+            )
+            try:
+                answers = [await decide(one, u) for u in users]
+                assert sum(a == truth[u] for a, u in zip(answers, users, strict=True)) >= 54
+                assert [await decide(two, u) for u in users] == answers
+
+                # hot swap under traffic on both replicas: no failed request
+                stop = asyncio.Event()
+                seen: list[str] = []
+
+                async def traffic(http: httpx.AsyncClient, k: int) -> None:
+                    i = 0
+                    while not stop.is_set():
+                        seen.append(await decide(http, users[(k + i) % len(users)]))
+                        i += 1
+
+                runners = [asyncio.create_task(traffic(h, k)) for k, h in
+                           enumerate([one, two] * 3)]  # fmt: skip
+                for n in range(4):
+                    renamed = _renamed(model, f"v{n}_")
+                    await catboost.publish(catboost_release(renamed), renamed.to_bytes())
+                    await asyncio.sleep(0.3)
+                stop.set()
+                await asyncio.gather(*runners)  # a failed decision would raise here
+                assert len({p.split("_", 1)[0] for p in seen if p.startswith("v")}) >= 2
+
+                async def both_serve_v3() -> bool:
+                    answers = [await decide(h, users[0]) for h in (one, two)]
+                    return all(a.startswith("v3_") for a in answers)
+
+                await eventually(both_serve_v3)
+
+                # a label posted to one replica: served there at once, on the other soon
+                posted = await one.post(f"/v1/users/{users[1]}/label", json={"persona": "vip"})
+                assert posted.status_code == 200, posted.text
+                assert await decide(one, users[1]) == "vip"
+
+                async def labelled_on_two() -> bool:
+                    return await decide(two, users[1]) == "vip"
+
+                await eventually(labelled_on_two)
+
+                # the online learner (one learn worker holds the lease) learns labels
+                for user in users[2:12]:
+                    await one.post(f"/v1/users/{user}/label", json={"persona": truth[user]})
+                online = RedisPersonaModelStore(redis, online_prefix(settings))
+                learner = PersonaLabelLearner(profiles, online, publish_every_labels=1)
+                rival = RedisLease(redis, f"{settings.redis_prefix}persona-labels:lease")
+                mine = RedisLease(redis, f"{settings.redis_prefix}persona-labels:lease")
+                assert await mine.hold() and not await rival.hold() and await mine.hold()
+                assert await learner.step() == 11
+                release = await online.current()
+                assert release is not None and release.kind == "river"
+                assert release.metrics["labels_learned"] == 11.0
+
+                # forgetting a user through one replica: both forget
+                victim = users[20]
+                deleted = await two.delete(f"/v1/users/{victim}")
+                assert deleted.status_code == 200 and deleted.json()["deleted"] is True
+                assert await decide(two, victim) == "newcomer"
+
+                async def forgotten_on_one() -> bool:
+                    return await decide(one, victim) == "newcomer"
+
+                await eventually(forgotten_on_one)
+            finally:
+                await one.aclose()
+                await two.aclose()
+    finally:
+        await redis.aclose()
