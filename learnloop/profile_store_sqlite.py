@@ -177,6 +177,7 @@ class SqliteProfileStore:
         def write(conn: sqlite3.Connection) -> int:
             new = 0
             newest = None
+            changed: dict[str, UserProfile] = {}
             for interaction in interactions:
                 at = interaction.timestamp.timestamp()
                 newest = at if newest is None else max(newest, at)
@@ -186,9 +187,12 @@ class SqliteProfileStore:
                     (interaction.interaction_id, at),
                 ).rowcount
                 if inserted:
-                    stored = self._get(conn, interaction.user_id)
-                    self._write(conn, apply_interaction(stored, interaction))
+                    user = interaction.user_id
+                    stored = changed[user] if user in changed else self._get(conn, user)
+                    changed[user] = apply_interaction(stored, interaction)
                     new += 1
+            for profile in changed.values():  # one write per user and batch
+                self._write(conn, profile)
             if checkpoint is not None:
                 conn.execute(
                     "INSERT INTO checkpoints (name, blob) VALUES (?, ?) "
