@@ -30,6 +30,7 @@ from offline_learner.candidates import (
     VWCandidate,
     check_unique,
 )
+from offline_learner.datasets.summary import SummaryAccumulator
 from offline_learner.estimators import DM, DR, IPS, SNDR, SNIPS, Estimate, SwitchDR
 from offline_learner.estimators.base import Estimator
 from offline_learner.estimators.streaming import StreamingEstimates
@@ -318,6 +319,7 @@ def evaluate(
     reward_model_args: str = DEFAULT_REWARD_MODEL_ARGS,
     dataset: Mapping[str, Any] | None = None,
     pipeline: bool | None = None,
+    describe: bool = False,
 ) -> Evaluation:
     """Replay ``examples`` (event order) through every candidate; estimate each side by side.
 
@@ -349,6 +351,9 @@ def evaluate(
         (:mod:`offline_learner.replay_feed`): ``None`` when the input is a ``Dataset`` of
         more than a few thousand rows, ``True`` for any ``Dataset``, ``False`` never;
         only with :data:`LIGHT_CANDIDATES`. Both paths give the same evaluation.
+    describe:
+        Fold the dataset's summary (``Dataset.describe``) into the same pass and carry it
+        in the payload (unless ``dataset`` is given).
     """
     if primary is None:
         primary = "SNIPS" if "SNIPS" in estimators else next(iter(estimators), "SNIPS")
@@ -361,11 +366,12 @@ def evaluate(
     pool = _with_reference(candidates, reference)
     model = RewardModel(reward_model_args, reward_range) if NEEDS_MODEL & set(estimators) else None
     replay = _Replay(pool, chosen, reference, model, Timeline(ESTIMATORS[primary].name, points))
+    summary = SummaryAccumulator(getattr(examples, "source", "examples")) if describe else None
     inactive = pending = 0
     try:
         replay.start()
         light = all(type(c) in LIGHT_CANDIDATES for c in pool)
-        stream = feed(examples, pipeline, decisions=not light)
+        stream = feed(examples, pipeline, decisions=not light, summary=summary)
         with contextlib.closing(stream) as batches:
             for batch in batches:
                 inactive += batch.inactive
@@ -393,5 +399,5 @@ def evaluate(
         primary=primary,
         reference=reference,
         candidates=results,
-        dataset=dict(dataset or {}),
+        dataset=dict(dataset or (summary.result().to_dict() if summary is not None else {})),
     )

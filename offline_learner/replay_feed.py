@@ -12,7 +12,8 @@ The reader (a fresh interpreter) gets the :class:`~offline_learner.dataset.Datas
 pickles: it holds a recipe, not rows) and opens it again; a plain list or iterator of
 examples, or a dataset that does not pickle, is read in-process. Batches go through a
 pipe, which blocks the reader when the replay falls behind, so memory stays bounded
-(about two batches in flight). A bad row raises in the reader and is raised again in
+(about two batches in flight). The dataset's summary is folded in on the way (the
+reader's when it read). A bad row raises in the reader and is raised again in
 the replay with the same type and message. The reader dies with the replay: it is
 stopped on every exit path, and on Linux asks the kernel for SIGTERM if the replay dies.
 """
@@ -29,9 +30,11 @@ import sys
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from learnloop.errors import InvalidInput
 from learnloop.featurizer import CachedFeaturizer, labelled
+from offline_learner.datasets.summary import SummaryAccumulator
 from schemas.events import DecisionEvent, JoinedExample
 
 BATCH = 512
@@ -52,10 +55,10 @@ class OfferedAction:
     id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Logged:
+class Logged(NamedTuple):
     """A logged decision as the built-in candidates read it: the offered actions and the
-    logging probabilities (see ``replay.LIGHT_CANDIDATES``)."""
+    logging probabilities (see ``replay.LIGHT_CANDIDATES``); one per replayed example,
+    so the cheapest record to build."""
 
     actions: tuple[OfferedAction, ...]
     probabilities: tuple[float, ...]
@@ -87,15 +90,23 @@ def decision_time(micros: int) -> datetime:
 
 
 def batches(
-    rows: Iterable[JoinedExample], size: int = BATCH, *, decisions: bool = False
+    rows: Iterable[JoinedExample],
+    size: int = BATCH,
+    *,
+    decisions: bool = False,
+    summary: SummaryAccumulator | None = None,
 ) -> Iterator[Batch]:
     """``rows`` in batches of ``size`` rows read (the last may be shorter); with the
-    decisions themselves when ``decisions``."""
+    decisions themselves when ``decisions``; every row folded into ``summary``."""
     cached = CachedFeaturizer()
-    ids: dict[tuple[str, ...], tuple[str, ...]] = {}  # one tuple per actions list: pickles once
+    # One tuple per distinct actions list and logging pmf in a batch: pickled once.
+    ids: dict[tuple[str, ...], tuple[str, ...]] = {}
+    pmfs: dict[tuple[float, ...], tuple[float, ...]] = {}
     batch = Batch()
     for example in rows:
         batch.read += 1
+        if summary is not None:
+            summary.add(example)
         decision = example.decision
         if not decision.activated:
             batch.inactive += 1
@@ -114,7 +125,8 @@ def batches(
             batch.rewards.append(example.reward)
             batch.propensities.append(mu)
             batch.chosen.append(chosen)
-            batch.probabilities.append(tuple(decision.probabilities))
+            pmf = tuple(decision.probabilities)
+            batch.probabilities.append(pmfs.setdefault(pmf, pmf))
             key = tuple(a.id for a in decision.actions)
             batch.action_ids.append(ids.setdefault(key, key))
             batch.times.append((decision.timestamp - _EPOCH) // _MICROSECOND)
@@ -123,12 +135,18 @@ def batches(
         if batch.read == size:
             yield batch
             batch = Batch()
+            ids.clear()  # memory stays bounded whatever the variety of pmfs
+            pmfs.clear()
     if batch.read:
         yield batch
 
 
 def feed(
-    examples: Iterable[JoinedExample], pipeline: bool | None = None, *, decisions: bool = False
+    examples: Iterable[JoinedExample],
+    pipeline: bool | None = None,
+    *,
+    decisions: bool = False,
+    summary: SummaryAccumulator | None = None,
 ) -> Generator[Batch, None, None]:
     """The batches of ``examples``, read in a reader process where that pays.
 
@@ -136,14 +154,15 @@ def feed(
     :data:`HANDOVER` rows), ``True`` forces the reader for a dataset that pickles,
     ``False`` reads in-process. ``decisions`` keeps the decisions in the batches (for
     candidates that read more of them than actions and probabilities), which reads
-    in-process. Closing the iterator stops the reader.
+    in-process. Every row is folded into ``summary`` (the dataset's description, in
+    the same pass). Closing the iterator stops the reader.
     """
     recipe = _recipe(examples) if pipeline is not False and not decisions else None
     if recipe is None:
-        yield from batches(examples, decisions=decisions)
+        yield from batches(examples, decisions=decisions, summary=summary)
         return
     if pipeline:
-        with _Reader(recipe, skip=0) as forced:
+        with _Reader(recipe, 0, summary) as forced:
             yield from forced
         return
     reader: _Reader | None = None
@@ -152,11 +171,12 @@ def feed(
     try:
         # The reader starts while the first rows are replayed here, so its start-up and
         # its skipping of those rows overlap with work, not wait.
-        for batch in batches(itertools.islice(rows, HANDOVER)):
+        for batch in batches(itertools.islice(rows, HANDOVER), summary=summary):
             done += batch.read
             yield batch
             if reader is None and done >= SPAWN_AT:
-                reader = _Reader(recipe, skip=HANDOVER).start()
+                # The reader summarises every row, the skipped ones too.
+                reader = _Reader(recipe, HANDOVER, summary).start()
         if reader is None or done < HANDOVER:
             return  # the input ended before the reader was needed
         close = getattr(rows, "close", None)
@@ -194,8 +214,8 @@ class _Reader:
     caller's main script, which breaks scripts without an ``if __name__`` guard.
     """
 
-    def __init__(self, recipe: bytes, skip: int) -> None:
-        self._recipe, self._skip = recipe, skip
+    def __init__(self, recipe: bytes, skip: int, summary: SummaryAccumulator | None) -> None:
+        self._recipe, self._skip, self._summary = recipe, skip, summary
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> _Reader:
@@ -205,7 +225,8 @@ class _Reader:
             )
             assert process.stdin is not None
             pickle.dump(sys.path, process.stdin)
-            pickle.dump((self._recipe, self._skip), process.stdin)
+            source = None if self._summary is None else self._summary.source
+            pickle.dump((self._recipe, self._skip, source), process.stdin)
             process.stdin.close()
         return self
 
@@ -229,6 +250,10 @@ class _Reader:
             if isinstance(message, Batch):
                 yield message
             elif message is None:
+                return
+            elif isinstance(message, SummaryAccumulator):
+                if self._summary is not None:
+                    vars(self._summary).update(vars(message))  # it saw every row
                 return
             else:
                 raise message
@@ -256,13 +281,15 @@ def _serve() -> None:
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     try:
-        recipe, skip = pickle.load(sys.stdin.buffer)
+        recipe, skip, source = pickle.load(sys.stdin.buffer)
+        summary = None if source is None else SummaryAccumulator(source)
         rows = iter(pickle.loads(recipe))
-        if skip:
-            rows = itertools.islice(rows, skip, None)
-        for batch in batches(rows):
+        for example in itertools.islice(rows, skip):  # the replay did these itself
+            if summary is not None:
+                summary.add(example)
+        for batch in batches(rows, summary=summary):
             pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.dump(None, out)
+        pickle.dump(summary, out)
         out.flush()
     except KeyboardInterrupt:
         return  # Ctrl-C reaches the whole process group; the replay reports it
