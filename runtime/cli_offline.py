@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -122,32 +121,25 @@ def evaluate_command(
     progressively in event order and are scored before learning each example."""
     from offline_learner.candidates import parse_candidates
     from offline_learner.dataset import Dataset
-    from offline_learner.datasets.summary import SummaryAccumulator
     from offline_learner.replay import DEFAULT_ESTIMATORS, evaluate
-    from schemas.events import JoinedExample
 
     try:
         candidates = parse_candidates(candidate or ["logged", "baseline", "uniform"])
         rows = Dataset.open(dataset, decision_point)
-        summary = SummaryAccumulator(rows.source)
-
-        def summarised() -> Iterator[JoinedExample]:
-            # The summary is folded in during the replay's own pass: no extra read.
-            for example in rows:
-                summary.add(example)
-                yield example
-
         with _bar("replaying", None) as advance:
+            # The summary is folded into the replay's own pass (no extra read); passing
+            # the Dataset itself lets the replay read it in a reader process.
             result = evaluate(
-                summarised(),
+                rows,
                 candidates,
                 estimators=tuple(estimator or DEFAULT_ESTIMATORS),
                 primary=primary,
                 reference=reference,
                 reward_range=reward_range,
                 progress=advance,
+                describe=True,
             )
-        payload = replace(result, dataset=summary.result().to_dict()).to_dict()
+        payload = result.to_dict()
         _show(payload, report, as_json)
     except LearnloopError as exc:
         console.print(f"[red]error:[/red] {exc}")
