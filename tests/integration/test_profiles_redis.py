@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from app.pseudonyms import pseudonymize
 from learnloop.clock import FakeClock
 from learnloop.profile_store_redis import RedisProfileStore
 from learnloop.profiles import ProfileStore, all_profiles
-from schemas.profiles import ProfileUpdate
+from learnloop.settings import DEVELOPMENT_PSEUDONYM_KEY
+from runtime.cli import cli
+from schemas.profiles import ProfileUpdate, UserProfile
+from tests.unit.test_profiles_import import GOOD, write_csv
 from tests.unit.test_profiles_store import (  # the shared behaviour, collected here too
     T0,
     interaction,
@@ -85,3 +91,32 @@ async def test_ids_and_checkpoint_survive_a_new_client(
     p = await second.get("u_1")
     assert p is not None and p.basket_value == 4.0
     await second.close()
+
+
+def test_import_profiles_into_redis(redis_url: str, redis_prefix: str, tmp_path: Path) -> None:
+    """``learnloop personas import-profiles --backend kafka`` writes to the Redis store;
+    a file with a bad row writes nothing there either. (Sync: the command runs its own
+    event loop.)"""
+
+    async def stored() -> dict[str, UserProfile]:
+        store = RedisProfileStore(redis_url, redis_prefix)
+        try:
+            return {p.user_id: p async for p in all_profiles(store)}
+        finally:
+            await store.close()
+
+    env = {"LEARNLOOP_REDIS_URL": redis_url, "LEARNLOOP_REDIS_PREFIX": redis_prefix}
+    bad = write_csv(tmp_path / "bad.csv", [*GOOD, "carol,-1,0,0,,0,"])
+    result = CliRunner().invoke(
+        cli, ["personas", "import-profiles", str(bad), "--backend", "kafka"], env=env
+    )
+    assert result.exit_code == 2 and "row 3, column orders" in result.output
+    assert asyncio.run(stored()) == {}
+    good = write_csv(tmp_path / "good.csv", GOOD)
+    result = CliRunner().invoke(
+        cli, ["personas", "import-profiles", str(good), "--backend", "kafka"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    profiles = asyncio.run(stored())
+    alice = profiles[pseudonymize("alice", DEVELOPMENT_PSEUDONYM_KEY.encode())]
+    assert alice.categories == {"tea": 4, "kits": 3} and len(profiles) == 2
