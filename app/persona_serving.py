@@ -68,7 +68,7 @@ class ServedPersonaModel:
     catboost: PersonaModel | None
     river: OnlinePersonaClassifier | None
     mode: PersonaMode = "catboost"
-    river_confidence: float = 0.5
+    river_confidence: float = 0.8
 
     key: tuple[int, ...] = field(init=False)
     """The versions answering (-1: none of that kind): part of the prediction cache key."""
@@ -119,7 +119,7 @@ class PersonaModels:
         stores: Mapping[PersonaModelKind, PersonaReleases],
         *,
         mode: PersonaMode = "catboost",
-        river_confidence: float = 0.5,
+        river_confidence: float = 0.8,
         refresh_seconds: float = 0.2,
         metrics: ServiceMetrics | None = None,
     ) -> None:

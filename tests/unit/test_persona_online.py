@@ -9,7 +9,7 @@ import random
 import pytest
 from sklearn.metrics import f1_score
 
-from app.persona_serving import PersonaModels
+from app.persona_serving import PersonaMode, PersonaModels, ServedPersonaModel
 from devtools.simulator.history import ShopperHistory, shop_history
 from devtools.simulator.shop import Shop
 from learnloop.clock import FakeClock
@@ -114,3 +114,31 @@ async def test_the_learner_learns_each_label_once_publishes_and_resumes() -> Non
     assert served is not None and served.key == (-1, 3)
     big_basket = profile_features(_labelled("u_new", "", 0, 35), {}, NOW)
     assert served.predict(big_basket) == ("shop_owner", 3)
+
+
+def test_catboost_plus_river_beats_a_catboost_of_few_labels_once_river_learned_more(
+    books: list[ShopperHistory],
+) -> None:
+    """Between trainings: CatBoost fitted on the first 50 confirmed users, river has
+    learned 400 more since; on the same held-out users the combined mode is clearly better
+    than CatBoost alone (measured 0.973 vs 0.921), and never worse than it."""
+    order = list(range(len(books)))
+    random.Random(0).shuffle(order)
+    profiles = [b.profile() for b in books]
+    truth = [b.persona for b in books]
+    first = order[:50]
+    catboost = train_catboost([profiles[i] for i in first], [truth[i] for i in first],
+                              iterations=200).with_version(1)  # fmt: skip
+    river = OnlinePersonaClassifier(version=1)
+    for i in order[:450]:
+        river.learn_one(profile_features(profiles[i], {}, NOW), truth[i])
+    held_out = order[1400:]
+    rows = [profile_features(profiles[i], {}, NOW) for i in held_out]
+    expected = [truth[i] for i in held_out]
+
+    def macro_f1(mode: PersonaMode) -> float:
+        served = ServedPersonaModel(catboost, river, mode, river_confidence=0.8)
+        return float(f1_score(expected, [served.predict(r)[0] for r in rows], average="macro"))
+
+    alone, both = macro_f1("catboost"), macro_f1("catboost+river")
+    assert both >= alone + 0.02, (alone, both)
