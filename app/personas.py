@@ -123,7 +123,7 @@ class ResolutionCounter(Protocol):
 FeatureBuilder = Callable[
     [UserProfile | None, Mapping[str, object], datetime], dict[str, FeatureValue]
 ]
-PredictionKey = tuple[str, int, tuple[object, ...], tuple[int, ...], int]
+PredictionKey = tuple[str, int, int, tuple[object, ...], tuple[int, ...], int]
 
 
 class ModelPersonaResolver:
@@ -150,6 +150,10 @@ class ModelPersonaResolver:
         self.metrics = metrics
         self.features = features
         self._predictions: OrderedDict[PredictionKey, tuple[str, int]] = OrderedDict()
+        # Users forgotten since start, and how often: part of the key, so a deleted user's
+        # answers are never served again (a new profile restarts at version 1) without
+        # scanning the cache; the old entries age out.
+        self._generation: dict[str, int] = {}
 
     @property
     def cached_predictions(self) -> int:
@@ -194,7 +198,8 @@ class ModelPersonaResolver:
                 for v in (features.get(name) for name in served.context_keys)
             )
         day = int(now.timestamp() // SECONDS_PER_DAY)
-        key = (profile.user_id, profile.version, used, served.key, day)
+        user = profile.user_id
+        key = (user, profile.version, self._generation.get(user, 0), used, served.key, day)
         cache = self._predictions
         answer = cache.get(key)
         if answer is not None:
@@ -207,7 +212,10 @@ class ModelPersonaResolver:
         return answer
 
     def forget(self, user_ids: Iterable[str]) -> None:
-        """Drop the remembered predictions of deleted users (rare, so one scan for all)."""
-        gone = set(user_ids)
-        for key in [k for k in self._predictions if k[0] in gone]:
-            del self._predictions[key]
+        """Never serve the remembered predictions of these (deleted) users again."""
+        generation = self._generation
+        for user_id in user_ids:
+            generation[user_id] = generation.get(user_id, 0) + 1
+        if len(generation) > self.max_predictions:  # bounded: start afresh
+            generation.clear()
+            self._predictions.clear()

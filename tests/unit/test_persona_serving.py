@@ -171,8 +171,9 @@ def test_predictions_are_cached_by_profile_version_context_used_and_model() -> N
     assert model.calls == 4
     resolver.resolve(Context(user_id="bob"), "u_known", None, NOW + timedelta(days=1))
     assert model.calls == 5  # a new day: recency moved
-    resolver.forget(["u_known"])
-    assert resolver.cached_predictions == 0
+    resolver.forget(["u_known"])  # deleted; a new profile of the same version comes
+    resolver.resolve(Context(user_id="bob"), "u_known", None, NOW + timedelta(days=1))
+    assert model.calls == 6  # not the forgotten profile's answer
 
 
 def test_the_prediction_cache_is_bounded() -> None:

@@ -177,7 +177,8 @@ async def test_a_deletion_in_another_process_reaches_this_cache(service: Service
     await service.profiles.delete(pseudonymize("user-4", KEY))
     await service.app.state.profile_cache.refresh()
     assert (await service.decide(context={"user_id": "user-4"}))["persona"] == "newcomer"
-    assert service.app.state.personas.cached_predictions == 1  # user-5's stays cached
+    resolver = service.app.state.personas
+    assert resolver._generation == {pseudonymize("user-4", KEY): 1}  # user-5's answer stays
 
 
 def _renamed(model: PersonaModel, prefix: str) -> PersonaModel:
