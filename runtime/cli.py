@@ -21,6 +21,7 @@ from runtime import (  # noqa: F401  (they register their commands)
     cli_models,
     cli_offline,
     cli_personas,
+    cli_personas_model,
     cli_promote,
     cli_rejoin,
 )
