@@ -213,7 +213,9 @@ async def test_hot_swap_under_concurrent_decisions_fails_no_request(
             swapped = swapper_models[n % 2]
             await service.personas.publish(catboost_release(swapped), swapped.to_bytes())
             await persona_models.refresh()
-            await asyncio.sleep(0.02)  # let decisions run on this model
+            seen = len(answered)
+            while len(answered) < seen + 16:  # let decisions run on this model
+                await asyncio.sleep(0)
         stop.set()
 
     await asyncio.gather(swapper(), *(traffic(k) for k in range(8)))
