@@ -172,16 +172,20 @@ class PersonaLabelLearner:
         """
         try:
             while not cancel_requested():
-                if lease is None or await lease.hold():
-                    await self.step()
-                else:
-                    self._started = False  # another worker learns: reload when ours again
-                    self._pending, self._pending_since = 0, None
+                await self.tick(lease)
                 await asyncio.sleep(self.poll_seconds)
         finally:
             if lease is None or self._started:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.publish())
+
+    async def tick(self, lease: Lease | None = None) -> int:
+        """One round of :meth:`run`: a :meth:`step` if this process may learn; labels learned."""
+        if lease is None or await lease.hold():
+            return await self.step()
+        self._started = False  # another worker learns: reload from its release when ours
+        self._pending, self._pending_since = 0, None
+        return 0
 
     def _learn(self, change: ProfileChange) -> int:
         profile = change.profile

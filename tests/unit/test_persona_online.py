@@ -142,3 +142,32 @@ def test_catboost_plus_river_beats_a_catboost_of_few_labels_once_river_learned_m
 
     alone, both = macro_f1("catboost"), macro_f1("catboost+river")
     assert both >= alone + 0.02, (alone, both)
+
+
+class FakeLease:
+    def __init__(self) -> None:
+        self.ours = True
+
+    async def hold(self) -> bool:
+        return self.ours
+
+
+async def test_only_the_lease_holder_learns_and_a_new_holder_resumes_from_the_release() -> None:
+    clock = FakeClock(NOW)
+    profiles = MemoryProfileStore(clock=clock)
+    releases = MemoryPersonaModelStore()
+    first, second = FakeLease(), FakeLease()
+    second.ours = False
+    a = PersonaLabelLearner(profiles, releases, clock=clock, publish_every_labels=1)
+    b = PersonaLabelLearner(profiles, releases, clock=clock, publish_every_labels=1)
+    await profiles.put(_labelled("u_b", "builder", 12, 5))
+    await profiles.set_label("u_b", "builder")
+    await profiles.put(_labelled("u_s", "shop_owner", 0, 40))
+    await profiles.set_label("u_s", "shop_owner")
+    assert await a.tick(first) == 2 and await b.tick(second) == 0
+    first.ours, second.ours = False, True  # a's lease lapsed, b took it over
+    await profiles.set_label("u_b", "consultant")
+    assert await a.tick(first) == 0
+    assert await b.tick(second) == 1  # resumed from a's release: only the new label
+    current = await releases.current()
+    assert current is not None and current.version == 2 and current.train_size == 3
