@@ -13,7 +13,8 @@ which answers:
   probability is higher, river answers.
 
 A background task (:meth:`PersonaModels.watch`) polls the store every
-``refresh_seconds`` (a manifest read, or one Redis ``GET`` per kind) and builds a new
+``refresh_seconds`` (a manifest read, or one Redis ``GET`` per kind; in distributed mode
+it also refreshes on the store's pub/sub notification) and builds a new
 release off the event loop (``asyncio.to_thread``); the swap is one reference
 assignment, so a decision holds either the old or the new :class:`ServedPersonaModel`,
 never half of one. A release that cannot be loaded is logged, remembered and skipped:
@@ -24,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from app.metrics import ServiceMetrics
 from app.persona_cache import ProfileCache
 from app.personas import DefaultPersonaResolver, ModelPersonaResolver, PersonaResolver
+from app.serving import _stop as stop_task
 from learnloop.persona_features import CONTEXT_PREFIX, FeatureValue
 from learnloop.persona_model import PersonaModel
 from learnloop.persona_online import OnlinePersonaClassifier
@@ -134,6 +136,7 @@ class PersonaModels:
         self._failed: set[tuple[str, int, str]] = set()
         self._lock = asyncio.Lock()
         self._swaps = 0
+        self._notifications: list[Callable[[], AsyncIterator[int]]] = []
 
     @property
     def swaps(self) -> int:
@@ -159,8 +162,37 @@ class PersonaModels:
                 await self._load(kind, store, release)
             return self._served
 
+    def listen(self, notifications: Callable[[], AsyncIterator[int]]) -> None:
+        """Also refresh as soon as a store announces a release (e.g.
+        :meth:`~learnloop.persona_models_redis.RedisPersonaModelStore.watch`; reopened
+        after a failure). Polling stays on: a notification can be lost. Call before
+        :meth:`watch` starts."""
+        self._notifications.append(notifications)
+
+    async def _listen(self, notifications: Callable[[], AsyncIterator[int]]) -> None:
+        while not cancel_requested():
+            try:
+                async for _version in notifications():
+                    await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("persona model notifications lost; resubscribing", exc_info=True)
+            await asyncio.sleep(self.refresh_seconds)
+        raise asyncio.CancelledError
+
     async def watch(self) -> None:
-        """Refresh every ``refresh_seconds`` forever (a lifespan task)."""
+        """Refresh every ``refresh_seconds`` forever (a lifespan task), and on every
+        notification of :meth:`listen`."""
+        listeners = [asyncio.create_task(self._listen(n)) for n in self._notifications]
+        try:
+            await self._poll()
+        finally:
+            for listener in listeners:
+                # Re-cancelled while a cancellation is lost (the Redis pub/sub client can).
+                await stop_task(listener)
+
+    async def _poll(self) -> None:
         while not cancel_requested():
             await asyncio.sleep(self.refresh_seconds)
             try:

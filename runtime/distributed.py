@@ -93,6 +93,8 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
     except BaseException:
         await redis.aclose()
         raise
+    catboost = RedisPersonaModelStore(redis, settings.redis_prefix)
+    river = RedisPersonaModelStore(redis, online_prefix(settings))
     try:
         app = create_app(
             settings,
@@ -102,14 +104,16 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
             clock=clock,
             audit=RedisAuditLog(redis, settings.redis_prefix),
             profiles=RedisProfileStore(redis, settings.redis_prefix),
-            persona_models=RedisPersonaModelStore(redis, settings.redis_prefix),
-            online_persona_models=RedisPersonaModelStore(redis, online_prefix(settings)),
+            persona_models=catboost,
+            online_persona_models=river,
         )
     except BaseException:
         await events.close()
         await redis.aclose()
         raise
     app.state.registry.listen(models.watch)
+    app.state.persona_models.listen(catboost.watch)
+    app.state.persona_models.listen(river.watch)
     return DistributedApi(settings, app, events, decision_points, models, redis)
 
 

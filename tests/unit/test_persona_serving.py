@@ -3,7 +3,9 @@ the change feed, and the persona-model modes (CatBoost, river, both)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import cast
@@ -351,3 +353,31 @@ class FakeServed:
 
     def served(self) -> ServedPersonaModel:
         return self.model
+
+
+async def test_a_release_notification_swaps_without_waiting_for_the_poll() -> None:
+    profiles, truth = planted_profiles(100, seed=6, now=NOW)
+    catboost = train_catboost(profiles, truth, iterations=10)
+    store = MemoryPersonaModelStore()
+    announced: asyncio.Queue[int] = asyncio.Queue()
+
+    async def notifications() -> AsyncIterator[int]:
+        while True:
+            yield await announced.get()
+
+    models = PersonaModels({"catboost": store}, refresh_seconds=3600.0)
+    models.listen(notifications)
+    watcher = asyncio.create_task(models.watch())
+    try:
+        stored = await store.publish(catboost_release(catboost), catboost.to_bytes())
+        await announced.put(stored.version)
+        for _ in range(1000):
+            if models.served() is not None:
+                break
+            await asyncio.sleep(0.001)
+        served = models.served()
+        assert served is not None and served.key == (1, -1)
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
