@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import tomllib
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from learnloop.errors import InvalidInput
+from learnloop.persona_features import FeatureValue
 from schemas.events import utc_now_iso
 from schemas.personas import SegmentModel, SegmentsFile, SegmentsReference
 
@@ -146,3 +148,25 @@ def rename_segments(path: Path, names: Mapping[int, str]) -> None:
         "segments": [s.model_dump() for s in segments.segments],
     }
     write_segments(path, model, payload, segments.created_at, names=names)
+
+
+def name_by_majority(
+    path: Path, rows: Sequence[Mapping[str, FeatureValue]], labels: Sequence[str | None]
+) -> dict[int, str]:
+    """Name every cluster after the label most of its members carry, and write the names
+    into the segments file: for a shop that knows some of its people (signed contracts,
+    a CRM field) or a simulation that knows all of them. ``labels`` are aligned with
+    ``rows``; ``None`` is an unknown member. Clusters without a labelled member keep
+    their name (and :func:`segment_names` refuses them until someone names them)."""
+    from offline_learner.personas.segment import assign
+
+    if len(rows) != len(labels):
+        raise InvalidInput(f"{len(rows)} profiles but {len(labels)} labels: align them")
+    _, model, _ = read_segments(path)
+    members: dict[int, Counter[str]] = {}
+    for cluster, label in zip(assign(model, rows), labels, strict=True):
+        if label is not None:
+            members.setdefault(int(cluster), Counter())[label] += 1
+    names = {cluster: count.most_common(1)[0][0] for cluster, count in members.items()}
+    rename_segments(path, names)
+    return names

@@ -17,6 +17,7 @@ from learnloop.errors import InvalidInput
 from learnloop.persona_features import profile_features
 from offline_learner.personas.segment import assign, fit_segments, segmentation_payload
 from offline_learner.personas.segments_file import (
+    name_by_majority,
     read_segments,
     rename_segments,
     segment_names,
@@ -102,6 +103,26 @@ def test_segments_file_round_trip_and_names(
     path.write_text(path.read_text().replace('name = "a"', 'name = "not a name!"'))
     with pytest.raises(InvalidInput, match=r"segments\.0\.name"):
         read_segments(path)
+
+
+def test_clusters_are_named_after_the_label_most_members_carry(
+    planted: tuple[list[dict[str, Any]], list[str], list[str]], tmp_path: Path
+) -> None:
+    """A shop that knows a third of its people names the segments from them."""
+    rows, truth, ids = planted
+    segmentation = fit_segments(rows, k=5, seed=2)
+    payload = segmentation_payload(segmentation, rows, ids, source="test", now=NOW)
+    path, _ = write_segments(tmp_path / "segments.toml", segmentation.model, payload, NOW)
+    known = [label if i % 3 == 0 else None for i, label in enumerate(truth)]
+    names = name_by_majority(path, rows, known)
+    assert sorted(names.values()) == sorted(set(truth))  # each planted group got its name
+    segments, _, _ = read_segments(path)
+    named = segment_names(segments, path)
+    assert sum(
+        named[int(c)] == t for c, t in zip(segmentation.labels, truth, strict=True)
+    ) > 0.95 * len(truth)
+    with pytest.raises(InvalidInput, match="align"):
+        name_by_majority(path, rows, known[:-1])
 
 
 @pytest.mark.parametrize(
