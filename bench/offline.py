@@ -168,8 +168,9 @@ from offline_learner.candidates import VWCandidate
 from offline_learner.replay import evaluate
 path, estimators = sys.argv[1], sys.argv[2].split(",")
 wall, cpu = time.perf_counter(), time.process_time()
+pipeline = {"auto": None, "off": False}[sys.argv[4]]
 result = evaluate(Dataset.from_parquet(path), [VWCandidate("default", sys.argv[3])],
-                  estimators=estimators)
+                  estimators=estimators, pipeline=pipeline)
 cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
 ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -181,10 +182,11 @@ print(json.dumps({"n": result.n, "cpu": cpu, "wall": wall, "rss_kib": ours,
 """
 
 
-def replay(path: Path, estimators: str) -> dict[str, float]:
-    """One replay in a fresh process: its counts, times and peak memory."""
+def replay(path: Path, estimators: str, pipeline: str = "auto") -> dict[str, float]:
+    """One replay in a fresh process: its counts, times and peak memory; ``pipeline``
+    ``off`` keeps the reading and featurizing in the replay's process."""
     done = subprocess.run(
-        [sys.executable, "-c", REPLAY_CHILD, str(path), estimators, DEFAULT_VW_ARGS],
+        [sys.executable, "-c", REPLAY_CHILD, str(path), estimators, DEFAULT_VW_ARGS, pipeline],
         capture_output=True,
         text=True,
         check=True,
@@ -248,11 +250,16 @@ def main(args: argparse.Namespace) -> None:
         f"| pyvw `Workspace.learn(lines)`, prebuilt lines (reference) "
         f"| {rates['documented']:,.0f} | {rates['documented'] / raw:.2f}x |"
     )
-    for label, estimators in (
-        ("replay, IPS + SNIPS (no reward model)", "SNIPS,IPS"),
-        ("replay, IPS + SNIPS + DM + DR + SNDR (with the reward model)", "SNIPS,IPS,DM,DR,SNDR"),
+    for label, estimators, pipeline in (
+        ("replay in one process, IPS + SNIPS", "SNIPS,IPS", "off"),
+        ("replay, IPS + SNIPS (no reward model)", "SNIPS,IPS", "auto"),
+        (
+            "replay, IPS + SNIPS + DM + DR + SNDR (with the reward model)",
+            "SNIPS,IPS,DM,DR,SNDR",
+            "auto",
+        ),
     ):
-        run = replay(paths[args.rows], estimators)
+        run = replay(paths[args.rows], estimators, pipeline)
         rate_cpu, rate_wall = run["n"] / run["cpu"], run["n"] / run["wall"]
         rate_all = run["n"] / (run["cpu"] + run["child_cpu"])
         print(f"| {label}: process time, main process | {rate_cpu:,.0f} | {rate_cpu / raw:.2f}x |")
