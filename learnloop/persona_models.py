@@ -33,8 +33,8 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
+from learnloop.durable_files import append_line, lines_from_end, write_atomic
 from learnloop.errors import Conflict, InvalidInput, NotFound, Unavailable
-from learnloop.modelstore.local import _lines_from_end, _write_atomic
 from learnloop.persona_model import PersonaModel
 from learnloop.settings import Settings
 from schemas.personas import PersonaModelRelease, StoredPersonaRelease
@@ -145,24 +145,13 @@ class LocalPersonaModelStore:
                 stored = release.model_copy(
                     update={"version": version, "model_location": path.resolve().as_uri()}
                 )
-                _write_atomic(path, model)  # 1. model bytes durable
-                _write_atomic(self.root / MANIFEST, stored.model_dump_json().encode())  # 2. swap
+                write_atomic(path, model)  # 1. model bytes durable
+                write_atomic(self.root / MANIFEST, stored.model_dump_json().encode())  # 2. swap
                 self._append_history(stored)  # 3. history
                 return stored
 
     def _append_history(self, release: PersonaModelRelease) -> None:
-        import os
-
-        path = self.root / HISTORY
-        with open(path, "ab") as handle:
-            if handle.tell() > 0:
-                with open(path, "rb") as reader:  # a crash may have torn the last line
-                    reader.seek(-1, os.SEEK_END)
-                    if reader.read(1) != b"\n":
-                        handle.write(b"\n")
-            handle.write(release.model_dump_json().encode() + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(self.root / HISTORY, release.model_dump_json().encode())
 
     async def current(self) -> PersonaModelRelease | None:
         return await asyncio.to_thread(self._read_manifest)
@@ -195,7 +184,7 @@ class LocalPersonaModelStore:
 
     def _history_sync(self, limit: int | None) -> list[StoredPersonaRelease]:
         releases: list[PersonaModelRelease] = []
-        for line in _lines_from_end(self.root / HISTORY):
+        for line in lines_from_end(self.root / HISTORY):
             if limit is not None and len(releases) >= limit:
                 break
             try:

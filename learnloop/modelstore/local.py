@@ -39,13 +39,11 @@ import logging
 import os
 import re
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 from pydantic import ValidationError
 
+from learnloop.durable_files import TMP_SUFFIX, append_line, lines_from_end, write_atomic
 from learnloop.errors import Conflict, InvalidInput, NotFound, Unavailable
 from learnloop.modelstore.base import PINNED_SOURCES, with_current
 from schemas.api import StoredRelease
@@ -60,35 +58,8 @@ HISTORY_KEEP = 10_000
 _HISTORY_LINE_BYTES = 1_024  # compact once the file is about twice history_keep lines
 LOCK = ".lock"
 _PIN_FILE = re.compile(r"^(\d{8,})\.pin$")
-_TAIL_CHUNK = 64 * 1024
 _MODEL_FILE = re.compile(r"^(\d{8,})\.vw$")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
-_TMP_SUFFIX = ".tmp"
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make a rename inside ``directory`` durable (POSIX needs the directory fsynced)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that the path holds either the old or the whole new content."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}{_TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
 
 
 class LocalModelStore:
@@ -149,27 +120,17 @@ class LocalModelStore:
             )
         path = self.model_path(release.decision_point, release.version)
         if release.source in PINNED_SOURCES:
-            _write_atomic(path.with_suffix(".pin"), b"")  # 0. never pruned
-        _write_atomic(path, model)  # 1. model bytes durable
+            write_atomic(path.with_suffix(".pin"), b"")  # 0. never pruned
+        write_atomic(path, model)  # 1. model bytes durable
         stored = release.model_copy(update={"model_location": path.resolve().as_uri()})
-        _write_atomic(directory / MANIFEST, stored.model_dump_json().encode())  # 2. swap
+        write_atomic(directory / MANIFEST, stored.model_dump_json().encode())  # 2. swap
         self._append_history(directory, stored)  # 3. history
         self._prune(directory, release.version)
         return stored
 
     def _append_history(self, directory: Path, release: ModelRelease) -> None:
         path = directory / HISTORY
-        with open(path, "ab") as handle:
-            if handle.tell() > 0:
-                # A crash may have torn the last line: start ours on a fresh one.
-                with open(path, "rb") as reader:
-                    reader.seek(-1, os.SEEK_END)
-                    if reader.read(1) != b"\n":
-                        handle.write(b"\n")
-            handle.write(release.model_dump_json().encode() + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-            size = handle.tell()
+        size = append_line(path, release.model_dump_json().encode())
         if size > self.history_keep * _HISTORY_LINE_BYTES:
             self._compact_history(path)
 
@@ -183,7 +144,7 @@ class LocalModelStore:
             for index, line in enumerate(lines)
             if index >= newest or b'"source":"online"' not in line
         ]
-        _write_atomic(path, b"\n".join(kept) + b"\n")
+        write_atomic(path, b"\n".join(kept) + b"\n")
         logger.info("history %s compacted from %d to %d entries", path, len(lines), len(kept))
 
     def _prune(self, directory: Path, current_version: int) -> None:
@@ -197,7 +158,7 @@ class LocalModelStore:
                 versions.append(int(match.group(1)))
             elif pin := _PIN_FILE.match(entry.name):
                 pinned.add(int(pin.group(1)))
-            elif entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX):
+            elif entry.name.startswith(".") and entry.name.endswith(TMP_SUFFIX):
                 # Only the writer (we hold the lock) creates temp files: these are crash debris.
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)
@@ -218,7 +179,7 @@ class LocalModelStore:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # a prune cannot run between
             if not path.exists():
                 return False
-            _write_atomic(path.with_suffix(".pin"), b"")
+            write_atomic(path.with_suffix(".pin"), b"")
             return True
 
     async def history(self, decision_point: str, limit: int | None = None) -> list[StoredRelease]:
@@ -228,7 +189,7 @@ class LocalModelStore:
     def _history_sync(self, decision_point: str, limit: int | None) -> list[StoredRelease]:
         directory = self._dir(decision_point)
         releases: list[ModelRelease] = []
-        for line in _lines_from_end(directory / HISTORY):
+        for line in lines_from_end(directory / HISTORY):
             if limit is not None and len(releases) >= limit:
                 break
             try:
@@ -284,36 +245,3 @@ class LocalModelStore:
 
     async def close(self) -> None:
         return None
-
-
-def _lines_from_end(path: Path) -> list[bytes] | _ReverseLines:
-    """The non-empty lines of ``path``, last first, read in chunks from its end."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115  (closed by the iterator)
-    except FileNotFoundError:
-        return []
-    return _ReverseLines(handle)
-
-
-class _ReverseLines:
-    """Iterates a file's lines backwards without reading all of it (history can grow long)."""
-
-    def __init__(self, handle: BinaryIO) -> None:
-        self.handle = handle
-
-    def __iter__(self) -> Iterator[bytes]:
-        with self.handle as handle:
-            position = handle.seek(0, os.SEEK_END)
-            rest = b""
-            while position > 0:
-                size = min(_TAIL_CHUNK, position)
-                position -= size
-                handle.seek(position)
-                block = handle.read(size) + rest
-                lines = block.split(b"\n")
-                rest = lines[0]  # may continue in the previous chunk
-                for line in reversed(lines[1:]):
-                    if line.strip():
-                        yield line
-            if rest.strip():
-                yield rest
