@@ -61,6 +61,23 @@ def settings_env(settings: Settings) -> dict[str, str]:
     return out
 
 
+def run_learnloop(*args: str | Path, timeout: float = 600.0) -> str:
+    """Run one ``learnloop`` command to its end, as a user types it; its stdout. A
+    non-zero exit raises with the command's output (scripts, benchmarks and tests)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"learnloop {' '.join(map(str, args[:2]))} exited {done.returncode}:\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+    return done.stdout
+
+
 class LearnloopProcess:
     """``learnloop <args>`` in a child process, its output appended to ``log_file``.
 

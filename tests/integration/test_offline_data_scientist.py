@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +27,7 @@ import pytest
 from devtools.simulator import run_simulation
 from offline_learner.dataset import Dataset
 from runtime.processes import ServiceProcess
+from runtime.processes import run_learnloop as learnloop
 
 pytestmark = pytest.mark.integration
 
@@ -47,18 +46,6 @@ def weak_config(path: Path) -> Path:
         "[decision_points.reward_map]\nbasket_add = 3.0\ndetail_view = 1.0\n" + actions
     )
     return path
-
-
-def learnloop(*args: str | Path) -> str:
-    """Run one ``learnloop`` command as a user would; its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"learnloop {args[:2]} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def served_version(url: str) -> int:

@@ -18,8 +18,6 @@ which a person does by editing the segments file.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,23 +29,12 @@ from devtools.simulator.history import export_history, read_truth
 from offline_learner.personas.profiles_source import read_profile_file
 from offline_learner.personas.segments_file import name_by_majority
 from runtime.processes import ServiceProcess
+from runtime.processes import run_learnloop as learnloop
 
 pytestmark = pytest.mark.integration
 
 SEED = 7
 DECISIONS = 4000
-
-
-def learnloop(*args: str | Path) -> str:
-    """Run one ``learnloop`` command as a user would; its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, f"learnloop {args[:2]} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def wait_for_persona_model(url: str, user: str, timeout: float = 30.0) -> dict[str, object]:
