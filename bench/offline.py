@@ -267,7 +267,7 @@ def main(args: argparse.Namespace) -> None:
         print(f"| {label}: CPU time of both processes | {rate_all:,.0f} | {rate_all / raw:.2f}x |")
 
     print("\npeak memory of one replay (IPS, SNIPS, DM, DR, SNDR; one VW candidate + logged)\n")
-    print("| dataset rows | peak RSS, replay process | peak RSS, reward-model child |")
+    print("| dataset rows | peak RSS, replay process | peak RSS, reader process |")
     print("| ---: | ---: | ---: |")
     for n in sorted(args.memory_rows):
         run = replay(paths[n], "SNIPS,IPS,DM,DR,SNDR")
