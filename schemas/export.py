@@ -35,6 +35,14 @@ from schemas.events import (
     OutcomeEvent,
     RewardEvent,
 )
+from schemas.flags import (
+    Flag,
+    FlagChange,
+    FlagDefinition,
+    FlagEvaluation,
+    FlagEvaluationRequest,
+    FlagsEvaluation,
+)
 from schemas.personas import PersonaModelRelease, SegmentModel, SegmentsFile
 from schemas.profiles import PersonaLabel, ProfileUpdate, UserForgotten, UserProfile, UserView
 
@@ -69,6 +77,12 @@ MODELS: tuple[type[BaseModel], ...] = (
     PersonaModelRelease,
     SegmentsFile,
     SegmentModel,
+    FlagDefinition,
+    Flag,
+    FlagEvaluationRequest,
+    FlagEvaluation,
+    FlagsEvaluation,
+    FlagChange,
 )
 
 
