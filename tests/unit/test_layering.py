@@ -53,6 +53,7 @@ PURE_CORES = (
     "learnloop.streams",
     "learnloop.profiles",
     "learnloop.profile_updates",
+    "learnloop.flag_engine",
     "online_learner.learner",
     "online_learner.kafka_offsets",
 )
