@@ -40,17 +40,35 @@ def _features(features: Mapping[str, object]) -> Iterable[str]:
             yield f"{name}={_token(str(value))}"
 
 
+def shared_line_of(features: Mapping[str, object], persona: str) -> str:
+    """The ``shared`` line of a context's features (one level of nesting) and a persona.
+
+    The dict-level form of :func:`shared_line`, for readers that hold features already
+    validated (a learnloop Parquet dataset's ``context_json``) and skip the models.
+
+    >>> shared_line_of({"geo": {"region": "eu"}, "new": True, "n": 1}, "visitor")
+    'shared |c geo.region=eu new=true n:1 |u persona=visitor'
+    """
+    ctx = " ".join(_features(flatten(features)))
+    return f"shared |{CONTEXT_NS} {ctx} |{USER_NS} persona={_token(persona)}".replace("  ", " ")
+
+
+def action_line_of(action_id: str, features: Mapping[str, object]) -> str:
+    """One action line from an action's id and features (the dict-level
+    :func:`action_line`)."""
+    feats = " ".join(_features(features))
+    tail = f" {feats}" if feats else ""
+    return f"|{ACTION_NS} id={_token(action_id)}{tail}"
+
+
 def shared_line(context: Context, persona: str) -> str:
     """The ``shared`` line: context namespace and user namespace."""
-    ctx = " ".join(_features(flatten(context.features)))
-    return f"shared |{CONTEXT_NS} {ctx} |{USER_NS} persona={_token(persona)}".replace("  ", " ")
+    return shared_line_of(context.features, persona)
 
 
 def action_line(action: Action) -> str:
     """One action line: the action id plus its features."""
-    feats = " ".join(_features(action.features))
-    tail = f" {feats}" if feats else ""
-    return f"|{ACTION_NS} id={_token(action.id)}{tail}"
+    return action_line_of(action.id, action.features)
 
 
 def example(context: Context, persona: str, actions: Sequence[Action]) -> list[str]:
