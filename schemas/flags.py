@@ -66,6 +66,10 @@ def decision_point_name(key: str) -> str:
     return DECISION_POINT_PREFIX + key
 
 
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -206,7 +210,8 @@ class FlagDefinition(BaseModel):
             is_bool = isinstance(value, bool)
             if not isinstance(value, kind) or (self.type == "number" and is_bool):
                 raise ValueError(
-                    f"variant {name!r}: a {self.type} flag needs {label}, got {value!r}"
+                    f"variant {name!r}: {_article(self.type)} {self.type} flag needs {label}, "
+                    f"got {value!r}"
                 )
             if self.type == "number" and not math.isfinite(float(value)):  # type: ignore[arg-type]
                 raise ValueError(f"variant {name!r}: numbers must be finite")
