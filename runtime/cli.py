@@ -227,6 +227,71 @@ def simulate(
     _run(go())
 
 
+@cli.command("simulate-flag")
+def simulate_flag(
+    flag: Annotated[str, typer.Argument(help="Flag to drive: checkout_layout or bulk_order_form")],
+    url: Annotated[
+        str, typer.Option(help="Base URL of a running service")
+    ] = "http://127.0.0.1:8000",
+    decisions: Annotated[int, typer.Option(help="How many evaluations to simulate")] = 4000,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same shoppers)")] = 7,
+    concurrency: Annotated[int, typer.Option(help="Evaluations in flight")] = 64,
+    persona: Annotated[
+        str,
+        typer.Option(
+            help="explicit: each evaluation names the shopper's persona; service: the "
+            "service resolves it (profiles, persona model)"
+        ),
+    ] = "service",
+    context: Annotated[
+        str, typer.Option(help="What the front end sends: minimal (the page view) or full")
+    ] = "minimal",
+    create: Annotated[
+        bool, typer.Option(help="First PUT the flag, personalized over all its variants")
+    ] = False,
+    holdout: Annotated[
+        float, typer.Option(help="With --create: share of evaluations kept on the default")
+    ] = 0.1,
+    anchor: Annotated[
+        bool, typer.Option(help="Also run raw VW in-process on the same visits, for comparison")
+    ] = True,
+    client_key: Annotated[
+        str | None, typer.Option(envvar="LEARNLOOP_CLIENT_KEY", help="X-API-Key, if keys are set")
+    ] = None,
+    admin_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="LEARNLOOP_ADMIN_API_KEY", help="Admin key, to read or create the flag"
+        ),
+    ] = None,
+) -> None:
+    """Drive a personalized flag with the shop's visits: learned vs default, per persona."""
+    from devtools.simulator import render_flag_report, run_flag_anchor, run_flag_simulation
+
+    async def go() -> None:
+        report = await run_flag_simulation(
+            url,
+            flag,
+            decisions=decisions,
+            seed=seed,
+            context=context,
+            persona=persona,
+            create=create,
+            holdout_share=holdout,
+            concurrency=concurrency,
+            client_key=client_key,
+            admin_key=admin_key,
+        )
+        compared = None
+        if anchor:
+            compared = run_flag_anchor(
+                flag, decisions, seed, holdout_share=report.holdout_share, context=context
+            )
+        Console().print(render_flag_report(report, compared))
+
+    _run(go())
+
+
 @cli.command("export")
 def export_dsjson(
     output: Annotated[Path, typer.Argument(help="File to write (VW DSJson, one line per example)")],

@@ -17,7 +17,7 @@ import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -31,7 +31,6 @@ from devtools.simulator.in_process import true_persona
 from devtools.simulator.shop import MEAN_GAP, Visit, closing_tick_delay, plan_event_time
 from learnloop.errors import ConfigurationError, Unavailable
 
-PersonaMode = Literal["explicit", "service"]
 PERSONA_MODES: tuple[str, ...] = ("explicit", "service")
 
 
@@ -105,7 +104,7 @@ async def run_flag_simulation(
     seed: int = 7,
     context: str = "minimal",
     *,
-    persona: PersonaMode = "service",
+    persona: str = "service",
     create: bool = False,
     holdout_share: float = 0.1,
     concurrency: int = 64,

@@ -245,7 +245,7 @@ async def test_a_flag_the_shop_cannot_score_is_refused() -> None:
 
 async def test_bad_options_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="explicit, service"):
-        await run_flag_simulation("http://x", "checkout_layout", persona="psychic")  # type: ignore[arg-type]
+        await run_flag_simulation("http://x", "checkout_layout", persona="psychic")
     with pytest.raises(ConfigurationError, match="full, minimal"):
         await run_flag_simulation("http://x", "checkout_layout", context="rich")
     with pytest.raises(ConfigurationError, match="no preferences for flag"):
