@@ -72,6 +72,16 @@ def _error_details(default: T, exc: LearnloopError) -> FlagResolutionDetails[T]:
     return _failed(default, ErrorCode.GENERAL, str(exc))
 
 
+def _event_time(value: object) -> datetime | None:
+    """A tracking event's time: an aware datetime or its ISO 8601 string."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, datetime) and value.tzinfo is not None else None
+
+
 class LearnloopProvider(AbstractProvider):
     """OpenFeature provider backed by learnloop's flag API.
 
@@ -380,13 +390,12 @@ class LearnloopProvider(AbstractProvider):
         each PERSONALIZED exposure resolved for this context's user and session, or, when
         there is none, for the context's ``session_id``. A ``flag_key`` attribute in the
         details limits it to that flag's exposure; a ``timestamp`` attribute (an aware
-        datetime) sets the event time. Failures are logged, never raised (OpenFeature's
-        ``track`` does not fail the caller)."""
+        datetime or ISO 8601 string) sets the event time. Failures are logged, never
+        raised (OpenFeature's ``track`` does not fail the caller)."""
         request = flag_request(evaluation_context)
         details = tracking_event_details or TrackingEventDetails()
         only = details.attributes.get("flag_key")
-        moment = details.attributes.get("timestamp")
-        timestamp = moment if isinstance(moment, datetime) else None
+        timestamp = _event_time(details.attributes.get("timestamp"))
         with self._lock:
             exposures = dict(self._exposures.get(request.identity, {}))
         outcomes = [
