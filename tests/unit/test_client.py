@@ -8,6 +8,8 @@ every failure becomes the LearnloopError subclass of its kind with the server's 
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -342,3 +344,13 @@ async def test_the_async_client_sends_the_same_requests() -> None:
     assert got == expected
     pairs = zip(sync_sent, async_sent[: len(sync_sent)], strict=True)
     assert all((a.method, a.url, a.content) == (b.method, b.url, b.content) for a, b in pairs)
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["calls", "errors", "models", "openfeature_mapping"],
+)
+def test_the_client_modules_doctests_hold(module: str) -> None:
+    # clients/ is not under the root testpaths: its doctests run from here.
+    found = doctest.testmod(importlib.import_module(f"learnloop_client.{module}"))
+    assert found.failed == 0
