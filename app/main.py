@@ -13,7 +13,8 @@ registry and its tracer provider.
 (:class:`~app.serving.ModelRegistry`), ``metrics`` (:class:`~app.metrics.ServiceMetrics`),
 ``metrics_registry`` (its Prometheus ``CollectorRegistry``), ``tracer_provider`` (``None``
 when tracing is off), ``spans`` (:class:`~learnloop.telemetry.Spans`), ``writer``,
-``decider`` and ``feedback``.
+``decider``, ``feedback`` and ``flags`` (:class:`~app.flags.FlagService`, over an
+in-memory flag store when none is given).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ from app.api.errors import install_error_handlers
 from app.decide import Decider
 from app.event_writer import EventWriter
 from app.feedback import FeedbackRecorder
+from app.flags import FlagService
 from app.metrics import ServiceMetrics
 from app.persona_serving import persona_serving, start_persona_tasks
 from app.personas import PersonaResolver
 from app.pseudonyms import Pseudonyms
 from app.routes import decision_points as decision_point_routes
 from app.routes import decisions as decision_routes
+from app.routes import flags as flag_routes
 from app.routes import health as health_routes
 from app.routes import models as model_routes
 from app.routes import outcomes as outcome_routes
@@ -48,6 +51,7 @@ from learnloop.audit import AuditLog
 from learnloop.clock import Clock, SystemClock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.eventlog.base import EventSink
+from learnloop.flag_store import FlagNotFound, FlagStore, MemoryFlagStore
 from learnloop.modelstore.base import ModelStore
 from learnloop.persona_models import PersonaModelStore
 from learnloop.profiles import ProfileStore
@@ -72,6 +76,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         log.exception("initial model load failed; serving starts not ready")
     watchers = [asyncio.create_task(registry.watch(), name="learnloop-model-watcher")]
     watchers += await start_persona_tasks(app.state.profile_cache, app.state.persona_models)
+    flags: FlagService = app.state.flags
+    try:
+        await flags.refresh(force=True)
+    except Exception:
+        log.exception("initial flag load failed; the flag watcher keeps trying")
+    watchers.append(asyncio.create_task(flags.watch(), name="learnloop-flag-watcher"))
     try:
         yield
     finally:
@@ -96,6 +106,7 @@ def create_app(
     profiles: ProfileStore | None = None,
     persona_models: PersonaModelStore | None = None,
     online_persona_models: PersonaModelStore | None = None,
+    flags: FlagStore | None = None,
 ) -> FastAPI:
     """The decision service over the given stores (see the module docstring for ``app.state``).
 
@@ -106,6 +117,8 @@ def create_app(
     personas are resolved by :class:`~app.personas.ModelPersonaResolver` over a profile
     cache and the models of ``persona_models`` (CatBoost) and ``online_persona_models``
     (river), as ``settings.persona_mode`` says (:func:`app.persona_serving.persona_serving`).
+    ``flags`` is the feature-flag store (default: an empty in-memory one); the app
+    evaluates from a cache of it refreshed every ``settings.flag_refresh_seconds``.
     """
     clock = clock or SystemClock()
     metrics = ServiceMetrics()
@@ -164,6 +177,18 @@ def create_app(
         pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
         max_future_seconds=settings.max_future_seconds,
     )
+    state.flags = FlagService(
+        store=flags if flags is not None else MemoryFlagStore(clock),
+        decider=state.decider,
+        decision_points=decision_points,
+        registry=registry,
+        personas=personas,
+        clock=clock,
+        metrics=metrics,
+        pseudonym_key=settings.pseudonym_key.get_secret_value().encode(),
+        refresh_seconds=settings.flag_refresh_seconds,
+        max_future_seconds=settings.max_future_seconds,
+    )
     state.feedback = FeedbackRecorder(
         writer=writer,
         clock=clock,
@@ -172,6 +197,7 @@ def create_app(
         max_future_seconds=settings.max_future_seconds,
     )
     install_error_handlers(app)
+    app.add_exception_handler(FlagNotFound, flag_routes.flag_not_found_handler)
     for routes in (
         decision_routes,
         outcome_routes,
@@ -179,6 +205,7 @@ def create_app(
         model_routes,
         health_routes,
         user_routes,
+        flag_routes,
     ):
         app.include_router(routes.router)
     return app

@@ -128,6 +128,44 @@ class ServiceMetrics:
             registry=r,
         )
 
+        self.flag_evaluations = Counter(
+            "learnloop_flag_evaluations",
+            "Flag evaluations answered, by flag, variant served and reason.",
+            ["flag", "variant", "reason"],
+            registry=r,
+        )
+        self.flag_exposures = Counter(
+            "learnloop_flag_exposures",
+            "Personalized flag evaluations logged as decisions (exposures), by flag, "
+            "variant and persona (replays of a known event_id included).",
+            ["flag", "variant", "persona"],
+            registry=r,
+        )
+        self.flag_errors = Counter(
+            "learnloop_flag_evaluation_errors",
+            "Flag evaluations that failed, by flag and OpenFeature error code.",
+            ["flag", "code"],
+            registry=r,
+        )
+        self._flag_children: dict[tuple[str, ...], Any] = {}
+
+    def _flag_child(self, counter: Counter, *labels: str) -> Any:
+        key = (str(id(counter)), *labels)
+        child = self._flag_children.get(key)
+        if child is None:
+            child = self._flag_children[key] = counter.labels(*labels)
+        return child
+
+    def flag_evaluated(self, flag: str, variant: str, reason: str) -> None:
+        """Count one flag evaluation (children cached: every evaluation passes here)."""
+        self._flag_child(self.flag_evaluations, flag, variant, reason).inc()
+
+    def flag_exposed(self, flag: str, variant: str, persona: str) -> None:
+        self._flag_child(self.flag_exposures, flag, variant, persona).inc()
+
+    def flag_error(self, flag: str, code: str) -> None:
+        self._flag_child(self.flag_errors, flag, code).inc()
+
     def resolved(self, source: str) -> None:
         """Count one persona resolution by its source (children cached: the hot path)."""
         child = self._resolved.get(source)

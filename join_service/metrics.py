@@ -22,6 +22,21 @@ class JoinMetrics:
             ["decision_point", "arm", "persona"],
             registry=registry,
         )
+        # Reward per variant of a personalized flag: its decision point is ``flag.<key>``
+        # and its actions are the variants. Only those points, so a decision point with
+        # hundreds of actions does not multiply the label sets.
+        self.flag_reward = Counter(
+            "learnloop_flag_reward_total",
+            "Sum of rewards of the joined exposures of personalized flags, by variant",
+            ["decision_point", "variant"],
+            registry=registry,
+        )
+        self.flag_examples = Counter(
+            "learnloop_flag_joined_total",
+            "Joined exposures of personalized flags, by variant (the reward's denominator)",
+            ["decision_point", "variant"],
+            registry=registry,
+        )
         self.dropped = Counter(
             "learnloop_join_dropped_total",
             "Events the join did not apply: late or orphaned outcomes, stale or inactive decisions",
@@ -60,3 +75,7 @@ class JoinMetrics:
             self.reward.labels(decision.decision_point, decision.arm, decision.persona).inc(
                 example.reward
             )
+            if decision.decision_point.startswith("flag."):
+                variant = decision.actions[decision.chosen_index].id
+                self.flag_reward.labels(decision.decision_point, variant).inc(example.reward)
+                self.flag_examples.labels(decision.decision_point, variant).inc()

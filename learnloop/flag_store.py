@@ -171,8 +171,14 @@ def plan_delete(
     return Planned(key, None, _change(key, "delete", version, by, now, current, None))
 
 
-def flag_not_found(key: str) -> NotFound:
-    return NotFound(f"flag {key!r} does not exist: GET /v1/flags lists them, PUT creates one")
+class FlagNotFound(NotFound):
+    """No flag has this key (HTTP 404 ``flag_not_found``)."""
+
+
+def flag_not_found(key: str) -> FlagNotFound:
+    return FlagNotFound(
+        f"flag {key!r} does not exist: GET /v1/flags lists them, PUT /v1/flags/{key} creates it"
+    )
 
 
 def check_limit(limit: int) -> int:

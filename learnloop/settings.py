@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     persona_cache_profiles: Annotated[int, Field(ge=1)] = 200_000
     persona_cache_predictions: Annotated[int, Field(ge=1)] = 100_000
 
+    # Feature flags (docs/flags.md): how often each API process checks the flag store's
+    # change counter and reloads the flags it evaluates from memory. In the distributed
+    # mode a change is also announced on Redis pub/sub; this stays the fallback.
+    flag_refresh_seconds: Annotated[float, Field(gt=0, le=60)] = 0.2
+
     # Distributed mode.
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = "learnloop."

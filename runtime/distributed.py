@@ -37,6 +37,7 @@ from learnloop.audit_redis import RedisAuditLog
 from learnloop.clock import Clock, SystemClock
 from learnloop.decision_point_store_redis import RedisDecisionPointStore
 from learnloop.decision_points import load_config_file
+from learnloop.flag_store_redis import RedisFlagStore
 from learnloop.kafka.connect import connect_redis, display_url, start_consumer
 from learnloop.kafka.sink import KafkaEventSink
 from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
@@ -95,6 +96,7 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
         raise
     catboost = RedisPersonaModelStore(redis, settings.redis_prefix)
     river = RedisPersonaModelStore(redis, online_prefix(settings))
+    flags = RedisFlagStore(redis, settings.redis_prefix)
     try:
         app = create_app(
             settings,
@@ -106,6 +108,7 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
             profiles=RedisProfileStore(redis, settings.redis_prefix),
             persona_models=catboost,
             online_persona_models=river,
+            flags=flags,
         )
     except BaseException:
         await events.close()
@@ -114,6 +117,7 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
     app.state.registry.listen(models.watch)
     app.state.persona_models.listen(catboost.watch)
     app.state.persona_models.listen(river.watch)
+    app.state.flags.listen(flags.watch)
     return DistributedApi(settings, app, events, decision_points, models, redis)
 
 

@@ -11,6 +11,7 @@ all of them::
                                     examples, dropped events, join checkpoint
                                     (SQLite WAL: every process appends, one at a time)
     data/decision_points.sqlite     decision-point configuration (seeded from --config)
+    data/flags.sqlite               feature flags and their audit history
     data/profiles.sqlite            user profiles (bulk imports, real-time updates of the
                                     loop process and their checkpoint)
     data/audit.sqlite               who promoted or rolled back which model, and why
@@ -42,6 +43,8 @@ from learnloop.decision_point_store import SqliteDecisionPointStore
 from learnloop.decision_points import load_config_file
 from learnloop.eventlog.base import Streams
 from learnloop.eventlog.sqlite import SqliteEventLog
+from learnloop.flag_store_sqlite import FILE_NAME as FLAGS_FILE
+from learnloop.flag_store_sqlite import SqliteFlagStore
 from learnloop.modelstore.local import LocalModelStore
 from learnloop.persona_models import open_persona_model_store
 from learnloop.persona_online import open_online_persona_model_store
@@ -109,6 +112,7 @@ async def serve_api_worker(settings: Settings, listener: socket.socket | None = 
     never checkpoint the WAL: the loop process's do, off the request path."""
     stores = open_stores(settings, checkpoints=False)
     audit = SqliteAuditLog(settings.data_dir / AUDIT_FILE)  # for POST /v1/models/…/rollback
+    flags = SqliteFlagStore(settings.data_dir / FLAGS_FILE)
     try:
         app = create_app(
             settings,
@@ -119,9 +123,11 @@ async def serve_api_worker(settings: Settings, listener: socket.socket | None = 
             profiles=stores.profiles,
             persona_models=open_persona_model_store(settings),
             online_persona_models=open_online_persona_model_store(settings),
+            flags=flags,
         )
         await serve_http(app, settings, listener=listener)
     finally:
+        await flags.close()
         await audit.close()
         await stores.close()
 
