@@ -54,6 +54,7 @@ PURE_CORES = (
     "learnloop.profiles",
     "learnloop.profile_updates",
     "learnloop.flag_engine",
+    "learnloop.flagd",
     "online_learner.learner",
     "online_learner.kafka_offsets",
 )
