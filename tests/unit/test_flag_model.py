@@ -258,3 +258,12 @@ def test_change_diff_names_each_changed_leaf_and_a_create_lists_each_field() -> 
         key="f", version=2, timestamp=now, by="a", action="disable", diff=diff, flag=after
     )
     assert FlagChange.model_validate_json(change.model_dump_json()) == change
+
+
+@pytest.mark.parametrize("body", GOOD)
+def test_a_stored_flag_survives_its_json(body: dict[str, Any]) -> None:
+    flag = Flag(
+        key="f", version=2, updated_at=datetime(2026, 1, 1, tzinfo=UTC), updated_by="a", **body
+    )
+    assert Flag.model_validate_json(flag.model_dump_json()) == flag
+    assert validate(flag.definition()) == flag.definition()
