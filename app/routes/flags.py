@@ -21,6 +21,7 @@ from app.api.json_body import body_schema, read_body
 from app.flags import FlagService
 from learnloop.errors import InvalidInput
 from learnloop.flag_store import DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT
+from learnloop.flagd import from_flagd, to_flagd
 from schemas.flags import (
     FLAG_KEY_PATTERN,
     Flag,
@@ -109,8 +110,6 @@ async def export_flags(
 ) -> dict[str, Any]:
     """flagd's flag definition document; what flagd cannot express (personalized rules,
     holdout, reward settings, persona lists) travels in each flag's ``metadata``."""
-    from learnloop.flagd import to_flagd
-
     document: dict[str, Any] = to_flagd(await service.all())
     return document
 
@@ -129,8 +128,6 @@ async def import_flags(
 ) -> list[Flag]:
     """Creates or replaces every flag of the document; a flag that cannot be read
     refuses the whole import (422) and nothing is stored."""
-    from learnloop.flagd import from_flagd
-
     return await service.put_many(from_flagd(document), actor)
 
 

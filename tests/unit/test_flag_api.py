@@ -429,3 +429,51 @@ def sample(text: str, name: str, **labels: str) -> float | None:
             if s.name == name and s.labels == labels:
                 return float(s.value)
     return None
+
+
+def test_flagd_export_then_import_elsewhere_evaluates_alike(api: App) -> None:
+    rollout = {"personas": ["direct_customer"], "rollout": [{"variant": "wizard", "weight": 20}]}
+    api.put("checkout_layout", {**LAYOUT, "rules": [CONSULTANTS, rollout], "holdout_share": 0.1})
+    api.put("bulk_order_form", {**LAYOUT, "enabled": False})
+
+    exported = api.client.get("/v1/flags/export?format=flagd", headers=ADMIN)
+    assert exported.status_code == 200
+    document = exported.json()
+    assert set(document["flags"]) == {"checkout_layout", "bulk_order_form"}
+    assert document["flags"]["bulk_order_form"]["state"] == "DISABLED"
+
+    with flag_app() as other:
+        imported = other.client.post(
+            "/v1/flags/import?format=flagd", json=document, headers={**ADMIN, "X-Actor": "ci"}
+        )
+        assert imported.status_code == 200, imported.text
+        assert {(f["key"], f["updated_by"]) for f in imported.json()} == {
+            ("checkout_layout", "ci"),
+            ("bulk_order_form", "ci"),
+        }
+        history = other.client.get("/v1/flags/checkout_layout/history", headers=ADMIN).json()
+        assert [c["action"] for c in history] == ["import"]
+        assert other.client.get("/v1/decision-points/flag.checkout_layout").status_code == 200
+        for user in ("a", "b", "c", "d", "e", "f"):
+            for persona in ("direct_customer", "shop_owner"):
+                body = {"context": {"user_id": user}, "persona": persona}
+                assert other.evaluate("checkout_layout", **body) == api.evaluate(
+                    "checkout_layout", **body
+                )
+        assert other.evaluate("bulk_order_form")["reason"] == "DISABLED"
+
+
+def test_a_bad_import_stores_nothing(api: App) -> None:
+    api.put("checkout_layout", LAYOUT)
+    counter = api.client.portal.call(api.flags.version)  # type: ignore[union-attr]
+    good = {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "off"}
+    bad = {**good, "defaultVariant": "missing"}
+
+    refused = api.client.post(
+        "/v1/flags/import", json={"flags": {"banner": good, "broken": bad}}, headers=ADMIN
+    )
+
+    assert refused.status_code == 422
+    assert "broken" in refused.json()["message"]
+    assert api.client.portal.call(api.flags.version) == counter  # type: ignore[union-attr]
+    assert api.client.get("/v1/flags/banner", headers=ADMIN).status_code == 404
