@@ -7,8 +7,9 @@ as the automatic decision point lists them), the persona in the ``u`` namespace 
 front end's features as the context. Each exposure is learned only once event time
 passes its window, with its realised in-window reward, as the service does; a share
 ``holdout_share`` of exposures (by the same event-id draw as the service,
-:func:`~devtools.simulator.flag_ledger.exposure_arm`) is served the default variant, and
-the logged probabilities are the true mixture.
+:func:`~devtools.simulator.flag_ledger.exposure_arm`) is offered the default variant
+alone and logged so (probability 1, arm ``baseline``), the others are logged with the
+decision service's mixture probabilities, as :mod:`app.flags` logs exposures.
 """
 
 from __future__ import annotations
@@ -86,19 +87,21 @@ def run_flag_anchor(
         )
         served = persona(visit)
         event_id = f"sim-flag-{seed}-{draws}{visit.index}"
-        pmf = serving.predict(seen, served, actions)
         arm = exposure_arm("PERSONALIZED", event_id, holdout_share)
-        chosen = 0 if arm == "holdout" else draw(pmf, uniforms_for(event_id)[1])
-        probabilities = [(1.0 - holdout_share) * p for p in pmf]
-        probabilities[0] += holdout_share
-        reward = ledger.record(visit, actions[chosen].id, "PERSONALIZED", event_id, served, arm)
+        if arm == "holdout":  # offered the default alone, as the service logs it
+            offered, chosen, probabilities = actions[:1], 0, [1.0]
+        else:
+            pmf = serving.predict(seen, served, actions)
+            offered, chosen = actions, draw(pmf, uniforms_for(event_id)[1])
+            probabilities = [holdout_share / len(pmf) + (1.0 - holdout_share) * p for p in pmf]
+        reward = ledger.record(visit, offered[chosen].id, "PERSONALIZED", event_id, served, arm)
         decision = DecisionEvent(
             timestamp=visit.timestamp,
             event_id=event_id,
             decision_point=f"flag.{key}",
             context=seen,
             persona=served,
-            actions=actions,
+            actions=offered,
             chosen_index=chosen,
             probabilities=probabilities,
             model_version=f"sim-{learned}",

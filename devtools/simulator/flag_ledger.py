@@ -88,6 +88,8 @@ class FlagSimulationReport:
     first_error: str | None = None
     persona_accuracy: float | None = None
     arms: dict[str, int] = field(default_factory=dict)
+    holdout_on_default: float | None = None
+    """Share of the holdout's exposures (all of the run) that were served the default."""
 
 
 @dataclass
@@ -116,7 +118,7 @@ class FlagLedger:
         self.arms: Counter[str] = Counter()
         self._pending: list[tuple[datetime, int, dict[str, Any]]] = []
         self._tallies = {p: _Tally() for p in PERSONAS}
-        self.decisions = self.outcomes = 0
+        self.decisions = self.outcomes = self.holdout_default = 0
 
     def record(
         self,
@@ -139,6 +141,7 @@ class FlagLedger:
         self.decisions += 1
         self.reasons[reason] += 1
         self.arms[arm] += 1
+        self.holdout_default += arm == "holdout" and variant == model.default_variant
         if persona is not None and visit.shopper.user_id is not None:
             self.personas.add(visit.persona, persona)
         for outcome in outcomes:
@@ -193,6 +196,9 @@ class FlagLedger:
             arms=dict(self.arms),
             outcomes_sent=extra.pop("outcomes_sent", self.outcomes),
             persona_accuracy=self.personas.accuracy(),
+            holdout_on_default=(
+                self.holdout_default / self.arms["holdout"] if self.arms["holdout"] else None
+            ),
             **extra,
         )
 

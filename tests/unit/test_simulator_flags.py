@@ -205,7 +205,7 @@ async def test_the_report_scores_the_learned_arm_against_the_default_per_persona
     assert fake.flag is not None and fake.flag["holdout_share"] == 0.25
     assert report.decisions == 800 and report.http_errors == 0
     assert report.reasons == {"PERSONALIZED": 800}
-    assert 120 < report.arms["holdout"] < 280
+    assert 120 < report.arms["holdout"] < 280 and report.holdout_on_default == 1.0
     # The truth for logged-in shoppers, visitor for anonymous ones, named in each request.
     visits = list(fake.model.visits(START, 800))
     assert [e["persona"] for e in fake.evaluations] == [true_persona(v) for v in visits]
