@@ -354,3 +354,14 @@ def test_track_with_nothing_to_attribute_or_a_failing_server_does_not_raise(
     messages = [r.getMessage() for r in caplog.records]
     assert any("nothing to attribute" in m for m in messages)
     assert any("not recorded" in m for m in messages)
+
+
+async def test_shutdown_closes_only_the_clients_the_provider_built(fake: FakeLearnloop) -> None:
+    given = provider_for(fake)
+    given.shutdown()
+    await given.aclose()
+    assert given.resolve_boolean_details("new_search", False).value is True  # still usable
+    built = LearnloopProvider(BASE)
+    sync_client, async_client = built._sync(), built._async()
+    await built.aclose()
+    assert sync_client._http.is_closed and async_client._http.is_closed

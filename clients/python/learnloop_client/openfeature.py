@@ -163,18 +163,17 @@ class LearnloopProvider(AbstractProvider):
 
     def shutdown(self) -> None:
         """Close the sync client the provider built (await :meth:`aclose` for the async one)."""
-        for owned in self._owned:
-            if isinstance(owned, LearnloopClient):
-                owned.close()
-        self._owned = [o for o in self._owned if isinstance(o, AsyncLearnloopClient)]
-        self._client = None
+        if self._client is not None and self._client in self._owned:
+            self._owned.remove(self._client)
+            self._client.close()
+            self._client = None  # built again if the provider is used after all
 
     async def aclose(self) -> None:
         """Close every client the provider built."""
-        for owned in self._owned:
-            if isinstance(owned, AsyncLearnloopClient):
-                await owned.aclose()
-        self._async_client = None
+        if self._async_client is not None and self._async_client in self._owned:
+            self._owned.remove(self._async_client)
+            await self._async_client.aclose()
+            self._async_client = None
         self.shutdown()
 
     # -- the prefetched pages and the exposures ---------------------------------
