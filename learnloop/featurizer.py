@@ -15,7 +15,7 @@ Pure: no I/O, no clock. Namespaces follow :mod:`schemas.vw_layout`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from schemas.events import DecisionEvent
 from schemas.features import Action, Context
@@ -29,15 +29,58 @@ def _token(text: str) -> str:
     return text.translate(_ESCAPE)
 
 
-def _features(features: Mapping[str, object]) -> Iterable[str]:
+def _piece(key: str, value: object) -> str:
+    """One feature in VW text: ``name=value`` for strings and booleans, ``name:value``
+    for numbers (so ``True`` and ``1`` featurize differently)."""
+    name = _token(key)
+    if isinstance(value, bool):
+        return f"{name}={'true' if value else 'false'}"
+    if isinstance(value, int | float):
+        return f"{name}:{value}"
+    return f"{name}={_token(str(value))}"
+
+
+MAX_PIECES = 100_000
+"""Most features remembered by :func:`_features` (it starts over when full)."""
+_pieces: dict[tuple[str, type, object], str] = {}
+
+
+def _features(features: Mapping[str, object]) -> list[str]:
+    """The features in VW text, in order. Feature values repeat (buckets, regions,
+    flags), so each (name, type, value) is formatted once; the type is in the key
+    because ``True == 1 == 1.0`` in Python, and ``0.0``/``-0.0`` (equal, different
+    text) are never remembered. Output only, never a different line."""
+    pieces = _pieces
+    out = []
     for key, value in features.items():
-        name = _token(key)
-        if isinstance(value, bool):
-            yield f"{name}={'true' if value else 'false'}"
-        elif isinstance(value, int | float):
-            yield f"{name}:{value}"
-        else:
-            yield f"{name}={_token(str(value))}"
+        kind = value.__class__
+        if kind is float and value == 0.0:
+            out.append(_piece(key, value))
+            continue
+        try:
+            memo = (key, kind, value)
+            piece = pieces.get(memo)
+        except TypeError:  # an unhashable value: format it every time
+            out.append(_piece(key, value))
+            continue
+        if piece is None:
+            if len(pieces) >= MAX_PIECES:
+                pieces.clear()
+            piece = pieces[memo] = _piece(key, value)
+        out.append(piece)
+    return out
+
+
+_SCALARS = frozenset({str, float, int, bool})
+
+
+def _flat(features: Mapping[str, object]) -> Mapping[str, object]:
+    """:func:`~schemas.vw_layout.flatten`, skipped when nothing is nested (the common
+    case, and flatten would return the same items in the same order)."""
+    for value in features.values():
+        if value.__class__ not in _SCALARS:
+            return flatten(features)
+    return features
 
 
 def shared_line_of(features: Mapping[str, object], persona: str) -> str:
@@ -49,7 +92,7 @@ def shared_line_of(features: Mapping[str, object], persona: str) -> str:
     >>> shared_line_of({"geo": {"region": "eu"}, "new": True, "n": 1}, "visitor")
     'shared |c geo.region=eu new=true n:1 |u persona=visitor'
     """
-    ctx = " ".join(_features(flatten(features)))
+    ctx = " ".join(_features(_flat(features)))
     return f"shared |{CONTEXT_NS} {ctx} |{USER_NS} persona={_token(persona)}".replace("  ", " ")
 
 

@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 from learnloop.errors import InvalidInput
 from learnloop.featurizer import CachedFeaturizer, labelled
+from offline_learner.datasets.parquet_fast import ParquetSource, SummaryFold, read_rows, source_of
 from offline_learner.datasets.summary import SummaryAccumulator
 from schemas.events import DecisionEvent, JoinedExample
 
@@ -95,7 +96,7 @@ def batches(
     *,
     decisions: bool = False,
     summary: SummaryAccumulator | None = None,
-) -> Iterator[Batch]:
+) -> Generator[Batch, None, None]:
     """``rows`` in batches of ``size`` rows read (the last may be shorter); with the
     decisions themselves when ``decisions``; every row folded into ``summary``."""
     cached = CachedFeaturizer()
@@ -114,11 +115,7 @@ def batches(
             chosen = decision.chosen_index
             mu = decision.probabilities[chosen]
             if not 0.0 < mu <= 1.0:
-                raise InvalidInput(
-                    f"example {example.event_id}: the logged probability of the chosen action "
-                    f"is {mu}; off-policy estimates need the logging policy's probability in "
-                    "(0, 1]"
-                )
+                raise InvalidInput(_bad_propensity(example.event_id, mu))
             lines = cached.example(decision.context, decision.persona, decision.actions)
             batch.lines.append(lines)
             batch.labelled.append(labelled(lines, chosen, example.reward, mu))
@@ -141,6 +138,62 @@ def batches(
         yield batch
 
 
+def fast_batches(
+    source: ParquetSource,
+    size: int = BATCH,
+    *,
+    skip: int = 0,
+    summary: SummaryAccumulator | None = None,
+) -> Generator[Batch, None, None]:
+    """What :func:`batches` gives for the rows of a learnloop Parquet dataset, built
+    straight from its columns (:mod:`offline_learner.datasets.parquet_fast`); the first
+    ``skip`` rows are only folded into ``summary``."""
+    fold = None if summary is None else SummaryFold(summary)
+    batch = Batch()
+    for rows in read_rows(source):
+        lines_of, chosen_of, rewards, pmfs = (
+            rows.lines,
+            rows.chosen,
+            rows.rewards,
+            rows.probabilities,
+        )
+        ids_of, micros = rows.action_ids, rows.micros
+        if fold is not None:
+            fold.add(rows)
+        start = min(skip, len(micros))
+        skip -= start
+        for i in range(start, len(micros)):
+            batch.read += 1
+            lines = lines_of[i]
+            if lines is None:
+                batch.inactive += 1
+            else:
+                chosen, pmf, reward = chosen_of[i], pmfs[i], rewards[i]
+                mu = pmf[chosen]
+                if not 0.0 < mu <= 1.0:
+                    raise InvalidInput(_bad_propensity(rows.event_id(i), mu))
+                batch.lines.append(lines)
+                batch.labelled.append(labelled(lines, chosen, reward, mu))
+                batch.rewards.append(reward)
+                batch.propensities.append(mu)
+                batch.chosen.append(chosen)
+                batch.probabilities.append(pmf)
+                batch.action_ids.append(ids_of[i])
+                batch.times.append(micros[i])
+            if batch.read == size:
+                yield batch
+                batch = Batch()
+    if batch.read:
+        yield batch
+
+
+def _bad_propensity(event_id: str, mu: float) -> str:
+    return (
+        f"example {event_id}: the logged probability of the chosen action is {mu}; "
+        "off-policy estimates need the logging policy's probability in (0, 1]"
+    )
+
+
 def feed(
     examples: Iterable[JoinedExample],
     pipeline: bool | None = None,
@@ -157,27 +210,40 @@ def feed(
     in-process. Every row is folded into ``summary`` (the dataset's description, in
     the same pass). Closing the iterator stops the reader.
     """
+    source = None if decisions else source_of(examples)
     recipe = _recipe(examples) if pipeline is not False and not decisions else None
     if recipe is None:
-        yield from batches(examples, decisions=decisions, summary=summary)
+        if source is not None:
+            yield from fast_batches(source, summary=summary)
+        else:
+            yield from batches(examples, decisions=decisions, summary=summary)
         return
     if pipeline:
         with _Reader(recipe, 0, summary) as forced:
             yield from forced
         return
     reader: _Reader | None = None
-    rows = iter(examples)
+    handover = -(-HANDOVER // BATCH) * BATCH  # whole batches
+    rows = iter(examples) if source is None else None
+    first = (
+        fast_batches(source, summary=summary)
+        if source is not None
+        else batches(itertools.islice(rows or (), handover), summary=summary)
+    )
     done = 0
     try:
         # The reader starts while the first rows are replayed here, so its start-up and
         # its skipping of those rows overlap with work, not wait.
-        for batch in batches(itertools.islice(rows, HANDOVER), summary=summary):
-            done += batch.read
-            yield batch
-            if reader is None and done >= SPAWN_AT:
-                # The reader summarises every row, the skipped ones too.
-                reader = _Reader(recipe, HANDOVER, summary).start()
-        if reader is None or done < HANDOVER:
+        with contextlib.closing(first):
+            for batch in first:
+                done += batch.read
+                yield batch
+                if reader is None and done >= SPAWN_AT:
+                    # The reader summarises every row, the skipped ones too.
+                    reader = _Reader(recipe, handover, summary).start()
+                if done >= handover:
+                    break
+        if reader is None or done < handover:
             return  # the input ended before the reader was needed
         close = getattr(rows, "close", None)
         if close is not None:
@@ -283,11 +349,17 @@ def _serve() -> None:
     try:
         recipe, skip, source = pickle.load(sys.stdin.buffer)
         summary = None if source is None else SummaryAccumulator(source)
-        rows = iter(pickle.loads(recipe))
-        for example in itertools.islice(rows, skip):  # the replay did these itself
-            if summary is not None:
-                summary.add(example)
-        for batch in batches(rows, summary=summary):
+        dataset = pickle.loads(recipe)
+        source = source_of(dataset)
+        if source is not None:
+            stream = fast_batches(source, skip=skip, summary=summary)
+        else:
+            rows = iter(dataset)
+            for example in itertools.islice(rows, skip):  # the replay did these itself
+                if summary is not None:
+                    summary.add(example)
+            stream = batches(rows, summary=summary)
+        for batch in stream:
             pickle.dump(batch, out, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(summary, out)
         out.flush()

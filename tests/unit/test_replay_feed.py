@@ -86,6 +86,22 @@ def test_pipelined_replay_equals_the_in_process_one(
     assert _readers() == []
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_readers_fast_path_equals_the_validated_path(
+    parquet: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reader reads the Parquet columns straight (parquet_fast); a list of the same
+    # examples goes through the pydantic models in-process: the same evaluation.
+    monkeypatch.setattr(replay_feed, "SPAWN_AT", 512)
+    monkeypatch.setattr(replay_feed, "HANDOVER", 1000)  # not whole batches: rounded up
+    candidates: list[Candidate] = [VWCandidate("vw", VW), Uniform()]
+    estimators = ("IPS", "SNIPS", "DM", "DR", "SNDR")
+    validated = evaluate(list(parquet), candidates, estimators=estimators)
+    pipelined = evaluate(parquet, candidates, estimators=estimators, pipeline=None)
+    assert pipelined.to_dict() == validated.to_dict()
+    assert _readers() == []
+
+
 def test_batches_carry_what_the_replay_needs() -> None:
     rows = logged(10, seed=1, inactive_every=4)
     got = list(batches(rows, size=4))
