@@ -117,7 +117,10 @@ class Decider:
         self.max_future_seconds = max_future_seconds
 
     async def decide(
-        self, request: DecisionRequest, parent: TraceContext | None = None
+        self,
+        request: DecisionRequest,
+        parent: TraceContext | None = None,
+        fresh_event_id: str | None = None,
     ) -> DecisionRecord:
         """Decide for one context; idempotent per ``event_id``.
 
@@ -126,12 +129,15 @@ class Decider:
         the first and both answer with it. The result is what was logged; send
         :meth:`~app.decision_record.DecisionRecord.response_json` (or
         :meth:`~app.decision_record.DecisionRecord.response`) as the answer.
+        ``fresh_event_id``: an id the caller just made for a request without one (flag
+        exposures draw their holdout from it), used without the replay check.
         """
         if self.spans.tracer is None and not parent:
             # Tracing off and no caller trace: no span, no context to attach, no
             # traceparent to log. The common case, worth ~10 µs per decision.
-            return await self._decide(request, request.event_id or new_event_id(), None)
-        event_id = request.event_id or new_event_id()
+            event_id = request.event_id or fresh_event_id or new_event_id()
+            return await self._decide(request, event_id, None)
+        event_id = request.event_id or fresh_event_id or new_event_id()
         attributes = {
             "learnloop.decision_point": request.decision_point,
             "learnloop.event_id": event_id,

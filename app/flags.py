@@ -61,6 +61,7 @@ from schemas.flags import (
 log = logging.getLogger(__name__)
 
 _MAX_EVENT_ID = 128
+_NO_FEATURES = Context()
 # The metrics label of keys that name no flag: any caller can send any key, and one
 # label set per key sent would grow the metrics without bound.
 UNKNOWN_FLAG = "(unknown)"
@@ -80,6 +81,19 @@ def exposure_id(event_id: str, key: str) -> str:
         return combined
     digest = hashlib.blake2b(combined.encode(), digest_size=16).hexdigest()
     return f"{event_id[: _MAX_EVENT_ID - 33]}:{digest}"
+
+
+_ACTIONS: dict[str, Action] = {}
+
+
+def _action(variant: str) -> Action:
+    """The featureless action of a variant, built once (actions are frozen)."""
+    action = _ACTIONS.get(variant)
+    if action is None:
+        if len(_ACTIONS) > 100_000:  # bounded: variant names come from admins, but still
+            _ACTIONS.clear()
+        action = _ACTIONS[variant] = Action.model_construct(id=variant, features={})
+    return action
 
 
 class FlagService:
@@ -114,6 +128,7 @@ class FlagService:
         self.max_future_seconds = max_future_seconds
         self._pseudonyms = Pseudonyms(pseudonym_key)
         self._flags: dict[str, Flag] = {}
+        self._by_features: frozenset[str] = frozenset()  # keys of flags with conditions
         self._seen: int | None = None
         self._reload_lock = asyncio.Lock()
         self._notifications: Callable[[], AsyncIterator[int]] | None = None
@@ -134,6 +149,9 @@ class FlagService:
                 return False
             flags = await self.store.all()
             self._flags = {flag.key: flag for flag in flags}
+            self._by_features = frozenset(
+                f.key for f in flags if any(rule.conditions for rule in f.rules)
+            )
             self._seen = version
             return True
 
@@ -235,11 +253,11 @@ class FlagService:
         persona: str,
     ) -> FlagEvaluation:
         context = request.context
-        resolution = evaluate(
-            flag,
-            attributes_of(context, persona),
-            bucketing_key_of(pseudonym, context.session_id),
-        )
+        if flag.key in self._by_features:
+            attributes = attributes_of(context, persona)
+        else:  # no condition reads a feature: skip flattening them
+            attributes = attributes_of(_NO_FEATURES, persona, context.user_id, context.session_id)
+        resolution = evaluate(flag, attributes, bucketing_key_of(pseudonym, context.session_id))
         if resolution.reason == "PERSONALIZED":
             return await self._expose(flag, resolution, context, event_id, now, persona)
         variant = resolution.variant
@@ -266,13 +284,14 @@ class FlagService:
         """The personalized path: a logged decision among the candidates (see the module
         docstring for the holdout)."""
         candidates = resolution.candidates or []
-        event_id = event_id or new_event_id()
-        arm_u, _ = uniforms_for(event_id)
+        # A fresh id needs no replay check; the client's may be a retry.
+        fresh = None if event_id is not None else new_event_id()
+        arm_u, _ = uniforms_for(event_id or fresh or "")
         offered = candidates[:1] if arm_u < flag.holdout_share else candidates
         decision = DecisionRequest.model_construct(
             decision_point=decision_point_name(flag.key),
             context=context,
-            actions=[Action.model_construct(id=v, features={}) for v in offered],
+            actions=[_action(v) for v in offered],
             excluded_actions=[],
             event_id=event_id,
             timestamp=now,
@@ -281,12 +300,12 @@ class FlagService:
         )
         try:
             try:
-                record = await self.decider.decide(decision)
+                record = await self.decider.decide(decision, fresh_event_id=fresh)
             except NotFound:
                 # The decision point is written before the flag, so only one removed by
                 # hand is missing: put it back and decide again.
                 await self.sync_decision_point(flag)
-                record = await self.decider.decide(decision)
+                record = await self.decider.decide(decision, fresh_event_id=fresh)
         except (InvalidInput, Conflict):
             raise
         except LearnloopError as exc:
