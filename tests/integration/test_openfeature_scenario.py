@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from learnloop_client import FlagNotFound, InvalidRequest, LearnloopClient, NotFound, Outcome
 from learnloop_client.openfeature import LearnloopProvider
 from openfeature import api
 from openfeature.client import OpenFeatureClient
@@ -203,6 +204,41 @@ def test_the_feature_team_scenario_through_openfeature(
     service.stop()
     service.start()
     assert rollout(client) == first
+
+
+def test_the_typed_client_reads_the_real_answers(
+    service: ServiceProcess, admin: httpx.Client
+) -> None:
+    put(admin, "bulk_order_form", BULK)
+    with LearnloopClient(service.url) as client:
+        context = {"session_id": "s1", "features": {"page": "home"}}
+        decision = client.decide("home_products", context, ["category1", "trending"],
+                                 persona="consultant")  # fmt: skip
+        assert decision.action_id in {"category1", "trending"}
+        assert {r.id for r in decision.ranking} == {"category1", "trending"}
+        assert decision.persona == "consultant"
+        assert client.outcome("basket_add", event_id=decision.event_id).accepted == 1
+        batch = [Outcome("detail_view", session_id="s1"), Outcome("basket_add", session_id="s1")]
+        assert client.outcomes(batch).accepted == 2
+        assert client.reward(decision.event_id, 2.0).event_id == decision.event_id
+        deferred = client.decide("home_products", persona="visitor", defer_activation=True)
+        client.activate(deferred.event_id)
+        eventually(lambda: client.evaluate_flags(persona="shop_owner").get("bulk_order_form")
+                   is not None, "bulk_order_form created")  # fmt: skip
+        owner = client.evaluate_flag("bulk_order_form", {"user_id": "o1"}, persona="shop_owner")
+        assert (owner.value, owner.variant, owner.reason) == (True, "on", "TARGETING_MATCH")
+        assert owner.flag_version == 1 and owner.event_id is None
+        page = client.evaluate_flags({"user_id": "o1"}, ["bulk_order_form", "nope"], "shop_owner")
+        assert page["nope"].reason == "ERROR" and page["nope"].error_code == "FLAG_NOT_FOUND"
+        assert page["bulk_order_form"] == owner
+        with pytest.raises(FlagNotFound) as unknown:
+            client.evaluate_flag("nope")
+        assert (unknown.value.status, unknown.value.code) == (404, "flag_not_found")
+        with pytest.raises(NotFound):
+            client.activate("no-such-decision")
+        with pytest.raises(InvalidRequest) as bad:
+            client.decide("home_products", actions=["not an id"])
+        assert bad.value.status == 422 and bad.value.details
 
 
 def test_prefetch_async_and_track_lead_to_a_joined_example(
