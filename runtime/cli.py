@@ -253,7 +253,8 @@ def simulate_flag(
         float, typer.Option(help="With --create: share of evaluations kept on the default")
     ] = 0.1,
     anchor: Annotated[
-        bool, typer.Option(help="Also run raw VW in-process on the same visits, for comparison")
+        bool,
+        typer.Option(help="Also run raw VW in process on the same visits, with the true persona"),
     ] = True,
     client_key: Annotated[
         str | None, typer.Option(envvar="LEARNLOOP_CLIENT_KEY", help="X-API-Key, if keys are set")

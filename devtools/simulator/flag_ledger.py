@@ -224,15 +224,12 @@ def render_flag_report(
 ) -> Table:
     """Per persona over the last quarter: learned vs the fixed default vs the oracle (and
     the in-process anchor on the same traffic, if given), then the run's counts."""
-    table = Table(
-        title=f"learnloop simulate-flag {report.flag} — expected reward per exposure, last quarter"
-    )
-    for name in ("persona", "exposures (learned)", "learned", "default", "oracle", "margin"):
+    table = Table(title=f"{report.flag}: expected reward per exposure, last quarter")
+    for name in ("persona", "learned n", "learned", "default", "oracle", "margin", "best"):
         table.add_column(name, justify="left" if name == "persona" else "right")
-    table.add_column("best variant served", justify="right")
-    table.add_column("holdout", justify="right")
+    table.add_column("holdout (n)", justify="right")
     if anchor is not None:
-        table.add_column("anchor (in-process VW)", justify="right")
+        table.add_column("anchor", justify="right")
     rows = [*report.personas.values()]
     for score in rows:
         cells = [
@@ -259,7 +256,10 @@ def render_flag_report(
     reasons = "  ".join(f"{r} {n:,}" for r, n in sorted(report.reasons.items()))
     arms = "  ".join(f"{a} {n:,}" for a, n in sorted(report.arms.items()))
     table.caption = (
-        f"{report.decisions:,} of {report.requested:,} evaluations ({reasons}; arms: {arms}); "
+        "learned: what the learned arm served; default, oracle: the default and the best "
+        "variant on the same visits; best: share served the best variant"
+        + ("; anchor: raw VW in process on the same visits" if anchor is not None else "")
+        + f". {report.decisions:,} of {report.requested:,} evaluations ({reasons}; arms: {arms}); "
         f"holdout share {report.holdout_share:g}; {report.outcomes_sent:,} outcomes sent; "
         f"examples learned {report.service_examples_learned}; HTTP errors {report.http_errors}"
         + (f" (first: {report.first_error})" if report.first_error else "")

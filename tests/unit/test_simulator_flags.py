@@ -221,7 +221,7 @@ async def test_the_report_scores_the_learned_arm_against_the_default_per_persona
     assert attributed and all(o["event_id"] in fake.served for o in attributed)
     assert report.outcomes_sent == len(attributed)
     table = render_flag_report(report, anchor=report)
-    assert [c.header for c in table.columns][-1] == "anchor (in-process VW)"
+    assert [c.header for c in table.columns][-1] == "anchor"
 
 
 async def test_a_static_answer_is_served_by_the_fixed_arm_with_outcomes_by_session() -> None:
