@@ -279,3 +279,14 @@ def test_the_anchor_keeps_the_bulk_form_off_for_whom_the_default_is_best() -> No
     assert scores["shop_owner"].served_share["on"] > 0.8
     assert scores["visitor"].margin > -0.05 and scores["visitor"].served_share["on"] < 0.2
     assert scores["direct_customer"].served_share["on"] < 0.7, scores["direct_customer"]
+
+
+def test_the_cli_refuses_a_flag_the_shop_has_no_preferences_for() -> None:
+    from typer.testing import CliRunner
+
+    from runtime.cli import cli
+
+    result = CliRunner().invoke(cli, ["simulate-flag", "dark_mode", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "no preferences for flag 'dark_mode'" in result.output
+    assert "bulk_order_form, checkout_layout" in result.output
