@@ -1,7 +1,8 @@
 """The feature team's scenario through the real openfeature-sdk against a real ``learnloop serve``.
 
-The team manages flags with the admin routes (as ``X-Actor: feature-team``) and reads
-them only through OpenFeature with :class:`LearnloopProvider`:
+In both modes (embedded; distributed on tansu and redis-server), the team manages
+flags with the admin routes (as ``X-Actor: feature-team``) and reads them only through
+OpenFeature with :class:`LearnloopProvider`:
 
 1. ``checkout_layout`` with three variants (STATIC for everyone);
 2. ``bulk_order_form`` fixed on for shop owners (TARGETING_MATCH; DEFAULT for others);
@@ -38,7 +39,7 @@ from openfeature.track import TrackingEventDetails
 
 from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.streams import Streams
-from runtime.processes import ServiceProcess, free_port
+from runtime.processes import ServiceProcess, free_port, settings_env
 from schemas import JoinedExample
 
 pytestmark = pytest.mark.integration
@@ -72,11 +73,21 @@ ROLLOUT_RULE = {
 DIRECT = [f"d{i}" for i in range(200)]
 
 
+@pytest.fixture(params=["embedded", "distributed"])
+def mode(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[ServiceProcess]:
+def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """``learnloop serve`` with one API process: embedded on SQLite, or (when the test asks
+    for ``mode`` ``distributed``) on the test's tansu and redis-server."""
     env = {"LEARNLOOP_FLAG_REFRESH_SECONDS": "0.2"}
-    with ServiceProcess(tmp_path / "data", workers=1, env=env,
-                        log_file=tmp_path / "serve.log") as running:  # fmt: skip
+    data: Path | None = tmp_path / "data"
+    if "mode" in request.fixturenames and request.getfixturevalue("mode") == "distributed":
+        env |= settings_env(request.getfixturevalue("kafka_settings"))
+        data = None  # the flags, models and profiles live in Redis
+    with ServiceProcess(data, workers=1, env=env, log_file=tmp_path / "serve.log") as running:
         yield running
 
 
@@ -123,7 +134,7 @@ def rollout(client: OpenFeatureClient) -> dict[str, tuple[Any, str | None, Any]]
 
 
 def test_the_feature_team_scenario_through_openfeature(
-    service: ServiceProcess, admin: httpx.Client
+    mode: str, service: ServiceProcess, admin: httpx.Client
 ) -> None:
     api.set_provider(LearnloopProvider(service.url))
     client = api.get_client("checkout-page")
@@ -244,8 +255,13 @@ def test_the_typed_client_reads_the_real_answers(
 def test_prefetch_async_and_track_lead_to_a_joined_example(
     service: ServiceProcess, admin: httpx.Client
 ) -> None:
-    put(admin, "checkout_layout", {**CHECKOUT, "rules": [PERSONALIZED_RULE]})
+    put(admin, "page_size", {"type": "number", "variants": {"small": 12, "large": 24},
+                             "default_variant": "large"})  # fmt: skip
+    banner_variants = {"red": {"color": "red", "slots": [1, 2]}}
+    put(admin, "order_banner", {"type": "object", "variants": banner_variants,
+                                "default_variant": "red"})  # fmt: skip
     put(admin, "bulk_order_form", BULK)
+    put(admin, "checkout_layout", {**CHECKOUT, "rules": [PERSONALIZED_RULE]})
     provider = LearnloopProvider(service.url, prefetch=True, cache_ttl=60)
     api.set_provider(provider)
     client = api.get_client("checkout-page")
@@ -261,6 +277,12 @@ def test_prefetch_async_and_track_lead_to_a_joined_example(
     assert again.flag_metadata["cached"] is True and bulk.flag_metadata["cached"] is True
     assert again.flag_metadata["event_id"] == layout.flag_metadata["event_id"]
     assert (bulk.value, bulk.reason) == (False, Reason.DEFAULT)
+    # numbers and objects keep their JSON types through the real answers
+    assert client.get_integer_details("page_size", 0, consultant).value == 24
+    assert client.get_float_value("page_size", 0.0, consultant) == 24.0
+    banner = client.get_object_details("order_banner", {}, consultant)
+    assert (banner.value, banner.variant, banner.reason) == (
+        {"color": "red", "slots": [1, 2]}, "red", Reason.STATIC)  # fmt: skip
 
     async def resolve_async() -> tuple[str, bool]:
         owner = who("o1", "shop_owner")
