@@ -18,8 +18,10 @@ atomically; a conflicting writer makes it plan again.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Final, TypeVar
 
@@ -44,7 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HISTORY_KEPT: Final = 10_000  # changes kept per key
-_ATTEMPTS: Final = 5
+_ATTEMPTS: Final = 20
 
 # KEYS: flags, order, seq, versions, changes, then one history list per entry.
 # ARGV: channel, history_kept, n, then per entry: key, expected version, new version,
@@ -103,6 +105,7 @@ class RedisFlagStore:
         self.prefix = prefix
         self.clock = clock or SystemClock()
         self._apply = self.redis.register_script(_APPLY)
+        self._jitter = random.Random()
 
     @property
     def hash_key(self) -> str:
@@ -215,7 +218,9 @@ class RedisFlagStore:
         return [p.flag for p in await self._change(keys, plan) if p.flag is not None]
 
     async def _change(self, keys: Sequence[str], plan: Planner) -> list[Planned]:
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
+            if attempt:  # another writer won: back off a random while, so all get through
+                await asyncio.sleep(self._jitter.uniform(0, 0.005 * attempt))
             current, last = await self._call("read", self._read_keys(keys))
             planned = plan(current, last)  # InvalidInput / NotFound: nothing written
             if not planned:
