@@ -21,7 +21,7 @@ from learnloop.flag_store import MemoryFlagStore
 from learnloop.modelstore import MemoryModelStore
 from learnloop.settings import Settings
 from schemas.events import DecisionEvent
-from schemas.features import Context
+from schemas.features import Action, Context
 from schemas.flags import Flag, FlagEvaluationRequest
 from tests.unit.test_api_harness import START
 
@@ -477,3 +477,52 @@ def test_a_bad_import_stores_nothing(api: App) -> None:
     assert "broken" in refused.json()["message"]
     assert api.client.portal.call(api.flags.version) == counter  # type: ignore[union-attr]
     assert api.client.get("/v1/flags/banner", headers=ADMIN).status_code == 404
+
+
+def test_the_join_counts_reward_per_variant_of_flag_decision_points_only() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from join_service.metrics import JoinMetrics
+    from schemas.events import JoinedExample
+
+    def example(point: str, chosen: int, reward: float) -> JoinedExample:
+        decision = DecisionEvent(
+            event_id=f"{point}-{chosen}-{reward}",
+            timestamp=START,
+            decision_point=point,
+            context=Context(),
+            persona="consultant",
+            actions=[Action(id="one_page"), Action(id="wizard")],
+            chosen_index=chosen,
+            probabilities=[0.5, 0.5],
+            model_version="0",
+        )
+        return JoinedExample(
+            event_id=decision.event_id,
+            timestamp=START,
+            decision=decision,
+            reward=reward,
+            close_reason="outcome",
+        )
+
+    registry = CollectorRegistry()
+    JoinMetrics(registry).emitted(
+        [
+            example("flag.checkout_layout", 1, 3.0),
+            example("flag.checkout_layout", 1, 1.0),
+            example("flag.checkout_layout", 0, 0.0),
+            example("home_products", 1, 3.0),
+        ]
+    )
+    text = generate_latest(registry).decode()
+
+    point = {"decision_point": "flag.checkout_layout"}
+    assert sample(text, "learnloop_flag_reward_total", **point, variant="wizard") == 4.0
+    assert sample(text, "learnloop_flag_joined_total", **point, variant="wizard") == 2.0
+    assert sample(text, "learnloop_flag_joined_total", **point, variant="one_page") == 1.0
+    assert "home_products" not in {
+        s.labels.get("decision_point")
+        for f in text_string_to_metric_families(text)
+        if f.name.startswith("learnloop_flag")
+        for s in f.samples
+    }
