@@ -161,6 +161,40 @@ def raw_vw_rates(path: Path, rows: int, repeats: int) -> dict[str, float]:
     }
 
 
+READER_CHILD = """
+import itertools, json, pickle, sys, time
+from offline_learner.dataset import Dataset
+from offline_learner.datasets.parquet_fast import source_of
+from offline_learner.replay_feed import batches, fast_batches
+dataset, rows = Dataset.from_parquet(sys.argv[1]), int(sys.argv[2])
+def run(stream):
+    started, read = time.process_time(), 0
+    for batch in stream:
+        pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)  # as for the pipe
+        read += batch.read
+        if read >= rows:
+            break
+    return read / (time.process_time() - started)
+fast = run(fast_batches(source_of(dataset)))
+validated = run(batches(itertools.islice(iter(dataset), rows)))
+print(json.dumps({"fast": fast, "validated": validated}))
+"""
+
+
+def reader_rates(path: Path, rows: int) -> dict[str, float]:
+    """Rows per process-second of the replay's reader work alone (read, decode,
+    featurize, pickle each batch as for the pipe), in a fresh process (so the peak
+    memory rows below stay the replays' own): the trusted fast path for learnloop
+    Parquet, and the validated path (pydantic models) it replaced."""
+    done = subprocess.run(
+        [sys.executable, "-c", READER_CHILD, str(path), str(rows)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
 REPLAY_CHILD = """
 import json, resource, sys, time
 from offline_learner.dataset import Dataset
@@ -250,6 +284,13 @@ def main(args: argparse.Namespace) -> None:
         f"| pyvw `Workspace.learn(lines)`, prebuilt lines (reference) "
         f"| {rates['documented']:,.0f} | {rates['documented'] / raw:.2f}x |"
     )
+    readers = reader_rates(paths[args.rows], args.rows)
+    for name, label in (("fast", "trusted Parquet fast path"), ("validated", "validated path")):
+        rate = readers[name]
+        print(
+            f"| replay's reader alone, {label} ({1e6 / rate:.1f} µs a row) "
+            f"| {rate:,.0f} | {rate / raw:.2f}x |"
+        )
     for label, estimators, pipeline in (
         ("replay in one process, IPS + SNIPS", "SNIPS,IPS", "off"),
         ("replay, IPS + SNIPS (no reward model)", "SNIPS,IPS", "auto"),

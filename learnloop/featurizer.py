@@ -40,7 +40,7 @@ def _piece(key: str, value: object) -> str:
     return f"{name}={_token(str(value))}"
 
 
-MAX_PIECES = 100_000
+MAX_PIECES = 50_000
 """Most features remembered by :func:`_features` (it starts over when full)."""
 _pieces: dict[tuple[str, type, object], str] = {}
 
