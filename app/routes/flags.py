@@ -70,6 +70,13 @@ async def flag_not_found_handler(request: Request, exc: Exception) -> JSONRespon
 # answer written from the model, without FastAPI validating it again.
 
 
+async def _evaluation_request(request: Request) -> FlagEvaluationRequest:
+    """The body; none at all is an anonymous context (a server-side check of a flag)."""
+    if not await request.body():  # starlette keeps the body: read_body reads it again
+        return FlagEvaluationRequest()
+    return await read_body(request, FlagEvaluationRequest)
+
+
 @router.post(
     "/evaluate",
     response_model=FlagsEvaluation,
@@ -78,7 +85,7 @@ async def flag_not_found_handler(request: Request, exc: Exception) -> JSONRespon
 )
 async def evaluate_flags(request: Request) -> Response:
     await require_client_key(request)
-    body = await read_body(request, FlagEvaluationRequest)
+    body = await _evaluation_request(request)
     service: FlagService = request.app.state.flags
     answer = await service.evaluate_all(body)
     return Response(answer.model_dump_json(), media_type="application/json")
@@ -95,7 +102,7 @@ async def evaluate_flag(key: Key, request: Request) -> Response:
     """The value, the variant and why; a personalized flag logs an exposure and
     answers its ``event_id`` (idempotent per request ``event_id``)."""
     await require_client_key(request)
-    body = await read_body(request, FlagEvaluationRequest)
+    body = await _evaluation_request(request)
     service: FlagService = request.app.state.flags
     answer = await service.evaluate(key, body)
     return Response(answer.model_dump_json(), media_type="application/json")

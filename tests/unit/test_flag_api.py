@@ -182,6 +182,12 @@ def test_an_unknown_flag_is_404_alone_and_an_error_entry_in_bulk(api: App) -> No
     assert flags["checkout_layout"]["reason"] == "STATIC"
     everything = api.client.post("/v1/flags/evaluate", json={}).json()["flags"]
     assert list(everything) == ["checkout_layout"]
+    no_body = api.client.post("/v1/flags/checkout_layout/evaluate")
+    assert (no_body.status_code, no_body.json()["persona"]) == (200, "visitor")
+    broken = api.client.post(
+        "/v1/flags/evaluate", content=b"{", headers={"Content-Type": "application/json"}
+    )
+    assert broken.status_code == 400
 
 
 def test_targeting_precedence_and_the_persona_as_decisions_resolve_it(api: App) -> None:
