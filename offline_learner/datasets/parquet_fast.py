@@ -200,12 +200,25 @@ def check_schema(file: Path, schema: pa.Schema) -> None:
                 "as a table instead (`learnloop dataset import`)"
             )
         got = schema.field(index).type
-        if not got.equals(want):
+        if not _same_type(got, want):
             raise InvalidInput(
                 f"{file}: column {name} is {got}, learnloop writes {want}; the file was "
                 "changed after learnloop wrote it: write it again with "
                 "`learnloop dataset export`, or import it as a table (`learnloop dataset import`)"
             )
+
+
+def _same_type(got: pa.DataType, want: pa.DataType) -> bool:
+    """Whether a stored column reads as learnloop's: the same type, where a list's item
+    may have another name (``element``, as other writers call it) and an instant's
+    zone another spelling of UTC (the stored values are UTC microseconds either way)."""
+    import pyarrow as pa
+
+    if pa.types.is_list(got) and pa.types.is_list(want):
+        return bool(got.value_type.equals(want.value_type))
+    if pa.types.is_timestamp(got) and pa.types.is_timestamp(want):
+        return bool(got.unit == want.unit and got.tz in {"UTC", "utc", "Etc/UTC", "+00:00", "Z"})
+    return bool(got.equals(want))
 
 
 def read_rows(source: ParquetSource, featurizer: JsonFeaturizer | None = None) -> Iterator[Rows]:
