@@ -304,7 +304,7 @@ class FlagService:
             except NotFound:
                 # The decision point is written before the flag, so only one removed by
                 # hand is missing: put it back and decide again.
-                await self.sync_decision_point(flag)
+                await self.sync_decision_point(flag.key, flag)
                 record = await self.decider.decide(decision, fresh_event_id=fresh)
         except (InvalidInput, Conflict):
             raise
@@ -314,7 +314,10 @@ class FlagService:
         variant = record.chosen_action
         if variant not in flag.variants:  # a replayed exposure of a variant since removed
             return self._error(
-                flag, persona, "GENERAL", f"exposure {event_id!r} served {variant!r}, now removed"
+                flag,
+                persona,
+                "GENERAL",
+                f"exposure {record.event_id!r} served {variant!r}, now removed",
             )
         self.metrics.flag_evaluated(flag.key, variant, "PERSONALIZED")
         self.metrics.flag_exposed(flag.key, variant, record.persona)
@@ -344,20 +347,16 @@ class FlagService:
 
     # Changes -----------------------------------------------------------------------------
 
-    async def sync_decision_point(
-        self, flag: Flag | FlagDefinition, key: str | None = None
-    ) -> None:
+    async def sync_decision_point(self, key: str, definition: FlagDefinition) -> None:
         """Create or update the automatic decision point ``flag.<key>`` of a personalized
         flag (also of a flag that was personalized once: its point stays in step); a
         flag that never personalized gets none."""
-        named = flag if isinstance(flag, Flag) else None
-        key = key or (named.key if named is not None else None)
-        assert key is not None
         name = decision_point_name(key)
-        if not flag.is_personalized() and await self.decision_points.get(name) is None:
+        current = await self.decision_points.get(name)
+        if current is None and not definition.is_personalized():
             return
-        config = flag.decision_point_update().named(name)
-        if await self.decision_points.get(name) == config:
+        config = definition.decision_point_update().named(name)
+        if current == config:
             return
         await self.decision_points.put(config)
         await self.registry.refresh(name)
@@ -366,7 +365,7 @@ class FlagService:
         """Create or replace a flag: its decision point first (so no exposure finds it
         missing), then the flag with its audit record; the cache reloads."""
         check_key(key)
-        await self.sync_decision_point(definition, key)
+        await self.sync_decision_point(key, definition)
         flag = await self.store.put(key, definition, by)
         await self.refresh()
         return flag
@@ -376,7 +375,7 @@ class FlagService:
         for key in definitions:
             check_key(key)
         for key, definition in definitions.items():
-            await self.sync_decision_point(definition, key)
+            await self.sync_decision_point(key, definition)
         flags = await self.store.put_many(definitions, by)
         await self.refresh()
         return flags

@@ -532,3 +532,32 @@ def test_the_join_counts_reward_per_variant_of_flag_decision_points_only() -> No
         if f.name.startswith("learnloop_flag")
         for s in f.samples
     }
+
+
+def test_the_decision_point_is_kept_in_step_with_the_flag(api: App) -> None:
+    api.put("banner", LAYOUT)
+    assert api.client.get("/v1/decision-points/flag.banner").status_code == 404  # not needed
+
+    api.put("checkout_layout", {**LAYOUT, "rules": [CONSULTANTS]})
+    changed = {
+        **LAYOUT,
+        "default_variant": "wizard",
+        "rules": [CONSULTANTS],
+        "holdout_share": 0.2,
+        "window_seconds": 40,
+        "reward_map": {"purchase": 10.0},
+        "aggregation": "sum",
+    }
+    api.put("checkout_layout", changed)
+    point = api.client.get("/v1/decision-points/flag.checkout_layout").json()
+    assert [a["id"] for a in point["actions"]] == ["wizard", "classic", "one_page"]
+    assert (point["baseline_share"], point["window_seconds"], point["aggregation"]) == (
+        0.2,
+        40,
+        "sum",
+    )
+    assert point["reward_map"] == {"purchase": 10.0}
+
+    api.put("checkout_layout", {**LAYOUT, "rules": []})  # no longer personalized: still in step
+    point = api.client.get("/v1/decision-points/flag.checkout_layout").json()
+    assert (point["baseline_share"], point["window_seconds"]) == (0.0, 20)
