@@ -7,7 +7,8 @@ its history record and the counter in one ``BEGIN IMMEDIATE`` transaction: the a
 trail cannot disagree with the flags, and two API workers changing one flag at once
 are serialised by SQLite. The work runs in a thread (each commit is fsynced), never
 on the event loop; :meth:`SqliteFlagStore.version` is one primary-key read of the
-counter row, a few microseconds, which is what the API's flag cache polls.
+counter row through a second connection, a few microseconds that never wait for a
+write, which is what the API's flag cache polls.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class SqliteFlagStore:
             self._conn.execute("PRAGMA synchronous = FULL")
             for statement in _SCHEMA:
                 self._conn.execute(statement)
+            # The change counter is polled on the event loop through a connection of its
+            # own: a WAL reader never waits for a commit in progress on the other one.
+            self._poll = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._poll.execute("PRAGMA busy_timeout = 1000")
         except (OSError, sqlite3.Error) as exc:
             raise Unavailable(
                 f"cannot open flag store {self.path}: {exc}; "
@@ -107,13 +112,13 @@ class SqliteFlagStore:
 
     async def version(self) -> int:
         # Inline, not in a thread: a primary-key read of one row, cheaper than the hop.
-        return int(
-            self._locked(
-                lambda c: c.execute(
-                    "SELECT value FROM flag_meta WHERE name = 'changes'"
-                ).fetchone()[0]
-            )
-        )
+        if self._closed:
+            raise Unavailable(f"flag store {self.path} is closed")
+        try:
+            row = self._poll.execute("SELECT value FROM flag_meta WHERE name = 'changes'")
+            return int(row.fetchone()[0])
+        except sqlite3.Error as exc:
+            raise Unavailable(f"cannot read flag store {self.path}: {exc}") from exc
 
     # Changes -----------------------------------------------------------------------------
 
@@ -229,3 +234,4 @@ class SqliteFlagStore:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+                self._poll.close()

@@ -8,6 +8,7 @@ imports and refusals that store nothing.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -233,3 +234,25 @@ async def test_sqlite_rolls_back_a_change_whose_history_cannot_be_written(
     assert stored is not None and (stored.description, stored.version) == ("kept", 1)
     assert await store.version() == version
     await store.close()
+
+
+async def test_sqlite_writers_of_two_processes_each_get_a_version(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two API workers changing one flag at once: SQLite serialises the transactions,
+    and each plans from what the other committed."""
+    path = tmp_path / FILE_NAME
+    stores = [SqliteFlagStore(path, clock=clock) for _ in range(2)]
+    await stores[0].put("checkout_layout", layout(), "ana")
+    await asyncio.gather(
+        *(
+            stores[i % 2].put("checkout_layout", layout(description=f"v{i}"), f"w{i}")
+            for i in range(10)
+        )
+    )
+    history = await stores[1].history("checkout_layout")
+    assert sorted(c.version for c in history) == list(range(1, 12))
+    stored = await stores[0].get("checkout_layout")
+    assert stored is not None and stored == history[0].flag
+    for store in stores:
+        await store.close()
