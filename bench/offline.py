@@ -271,6 +271,16 @@ def main(args: argparse.Namespace) -> None:
 
     sizes = sorted({*args.memory_rows, args.rows})
     paths = {n: dataset(n, args.cache) for n in sizes}
+    # First, while this process is small: a child starts with its parent's peak RSS
+    # (Linux keeps the high-water mark over fork and exec).
+    print("\npeak memory of one replay (IPS, SNIPS, DM, DR, SNDR; one VW candidate + logged)\n")
+    print("| dataset rows | peak RSS, replay process | peak RSS, reader process |")
+    print("| ---: | ---: | ---: |")
+    for n in sorted(args.memory_rows):
+        run = replay(paths[n], "SNIPS,IPS,DM,DR,SNDR")
+        ours, child = run["rss_kib"] / 1024, run["child_rss_kib"] / 1024
+        print(f"| {n:,} | {ours:,.0f} MiB | {child:,.0f} MiB |")
+
     print(f"\nreplay vs raw VW learn ({args.rows:,} examples, `{DEFAULT_VW_ARGS}`)\n")
     rates = raw_vw_rates(paths[args.rows], args.rows, args.repeats)
     raw = max(rates.values())  # the target compares against the fastest plain use of VW
@@ -306,14 +316,6 @@ def main(args: argparse.Namespace) -> None:
         print(f"| {label}: process time, main process | {rate_cpu:,.0f} | {rate_cpu / raw:.2f}x |")
         print(f"| {label}: wall time | {rate_wall:,.0f} | {rate_wall / raw:.2f}x |")
         print(f"| {label}: CPU time of both processes | {rate_all:,.0f} | {rate_all / raw:.2f}x |")
-
-    print("\npeak memory of one replay (IPS, SNIPS, DM, DR, SNDR; one VW candidate + logged)\n")
-    print("| dataset rows | peak RSS, replay process | peak RSS, reader process |")
-    print("| ---: | ---: | ---: |")
-    for n in sorted(args.memory_rows):
-        run = replay(paths[n], "SNIPS,IPS,DM,DR,SNDR")
-        ours, child = run["rss_kib"] / 1024, run["child_rss_kib"] / 1024
-        print(f"| {n:,} | {ours:,.0f} MiB | {child:,.0f} MiB |")
 
     print(f"\nestimates against the truth ({args.truth_rows:,} rows logged by uniform random)\n")
     print("| policy | true value | IPS [95 %] | SNIPS [95 %] | DR [95 %] |")
