@@ -29,8 +29,11 @@ from typing import Any
 import httpx
 import pytest
 
+from app.pseudonyms import pseudonymize
 from learnloop.eventlog.base import Streams
 from learnloop.eventlog.sqlite import SqliteEventLog
+from learnloop.flag_engine import bucket, bucketing_key_of
+from learnloop.settings import DEVELOPMENT_PSEUDONYM_KEY
 from offline_learner.dataset import Dataset
 from runtime.processes import ServiceProcess
 from runtime.processes import run_learnloop as learnloop
@@ -65,6 +68,17 @@ DIRECT = {
     "rollout": [{"variant": "wizard", "weight": 20}],
 }
 USERS = 2000
+
+
+def in_rollout(user: str) -> bool:
+    """Whether the engine buckets ``user`` into the 20 % of the rollout rule (rule 1)."""
+    pseudonym = pseudonymize(user, DEVELOPMENT_PSEUDONYM_KEY.encode())
+    return bucket("checkout_layout", 1, bucketing_key_of(pseudonym, None) or "") < 20
+
+
+# A direct customer in the 20 %: the first evaluation that says SPLIT proves that the
+# rollout version is served.
+WIZARD_USER = next(f"direct-{i}" for i in range(1000) if in_rollout(f"direct-{i}"))
 
 Joined = Callable[[str], Awaitable[JoinedExample | None]]
 
@@ -134,7 +148,9 @@ async def feature_team_scenario(d: Deployment) -> dict[str, str]:
     # 1. Create checkout_layout with three variants: everyone gets the default.
     created = await d.change("PUT", "/v1/flags/checkout_layout", "ana", json=LAYOUT)
     assert (created["version"], created["updated_by"]) == (1, "ana")
-    await d.everywhere("checkout_layout", {"value": "classic", "reason": "STATIC"})
+    await d.everywhere(
+        "checkout_layout", {"value": "classic", "reason": "STATIC", "flag_version": 1}
+    )
 
     # 2. The bulk order form for shop owners: a user the shop labelled, an explicit persona.
     await d.change("PUT", "/v1/flags/bulk_order_form", "ana", json=BULK)
@@ -153,7 +169,9 @@ async def feature_team_scenario(d: Deployment) -> dict[str, str]:
     personalized = {**LAYOUT, "rules": [CONSULTANTS], "window_seconds": 5}
     await d.change("PUT", "/v1/flags/checkout_layout", "ben", json=personalized)
     await d.everywhere(
-        "checkout_layout", {"reason": "PERSONALIZED", "persona": "consultant"}, persona="consultant"
+        "checkout_layout",
+        {"reason": "PERSONALIZED", "persona": "consultant", "flag_version": 2},
+        persona="consultant",
     )
     await d.everywhere("checkout_layout", {"value": "classic", "reason": "DEFAULT"}, user="u-x")
     d.seconds += 60  # past the windows of the exposures above
@@ -191,25 +209,31 @@ async def feature_team_scenario(d: Deployment) -> dict[str, str]:
     rollout = {**personalized, "rules": [CONSULTANTS, DIRECT]}
     await d.change("PUT", "/v1/flags/checkout_layout", "ben", json=rollout)
     await d.everywhere(
-        "checkout_layout", {"reason": "PERSONALIZED"}, user="c-9", persona="consultant"
+        "checkout_layout",
+        {"reason": "SPLIT", "flag_version": 3},
+        user=WIZARD_USER,
+        persona="direct_customer",
     )
     variants = await rollout_variants(d, [f"direct-{i}" for i in range(USERS)])
     share = sum(v == "wizard" for v in variants.values()) / USERS
     assert 0.17 < share < 0.23, share
+    assert all((v == "wizard") == in_rollout(u) for u, v in variants.items())
     sample = dict(list(variants.items())[:200])
     assert await rollout_variants(d, list(sample), reader=1) == sample
 
     # 5. The kill switch: off for everyone, the other flag untouched; then on again.
     off = await d.change("POST", "/v1/flags/checkout_layout/disable", "oncall")
     assert (off["enabled"], off["version"]) == (False, 4)
-    disabled = {"value": "classic", "variant": "classic", "reason": "DISABLED"}
+    disabled = {"value": "classic", "variant": "classic", "reason": "DISABLED", "flag_version": 4}
     await d.everywhere("checkout_layout", disabled, persona="consultant")
     await d.everywhere("checkout_layout", disabled, user="direct-1", persona="direct_customer")
     await d.everywhere("checkout_layout", disabled)
     await d.everywhere("bulk_order_form", owner, user="owner-1")
     on = await d.change("POST", "/v1/flags/checkout_layout/enable", "oncall")
     assert (on["enabled"], on["version"]) == (True, 5)
-    await d.everywhere("checkout_layout", {"reason": "PERSONALIZED"}, persona="consultant")
+    await d.everywhere(
+        "checkout_layout", {"reason": "PERSONALIZED", "flag_version": 5}, persona="consultant"
+    )
     assert await rollout_variants(d, list(sample)) == sample
 
     # 6. The audit history: who changed what, newest first.
