@@ -187,21 +187,37 @@ def _evaluation(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
 def _optimization(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
     primary, trials, best = payload["primary"], payload["trials"], payload.get("best")
     current = payload["current"]
+    confirmed = [
+        c for c in (payload.get("confirmation") or {}).get("candidates", []) if c["name"] == "best"
+    ]
     if best is not None and payload["significantly_better"]:
         kind = "better"
+        evidence = f"difference {h.cell(best['difference'])}"
+        if confirmed:
+            evidence = (
+                f"difference {h.cell(confirmed[0]['difference'])} on the "
+                f"{h.count(payload['split'].get('confirm_rows', 0))} confirmation rows the "
+                f"search never saw ({h.cell(best['difference'])} where it was chosen)"
+            )
         verdict = (
             f"Trial {best['number']} is significantly better than the current settings: "
-            f"difference {h.cell(best['difference'])}.</p><p>Its arguments: "
-            f"<code>{h.esc(best['vw_args'])}</code>"
+            f"{evidence}.</p><p>Its arguments: <code>{h.esc(best['vw_args'])}</code>"
         )
     else:
         kind = "unclear"
         verdict = "No trial is significantly better than the current settings: keep them."
     split = payload["split"]
     split_table = h.table(
-        ["fit on (earlier)", "evaluated on (later)", "boundary"],
-        [[h.count(split["fit_rows"]), h.count(split["eval_rows"]), h.esc(split["boundary"])]],
-        numeric={0, 1},
+        ["fit on (earlier)", "evaluated on (later)", "confirmed on (latest)", "boundary"],
+        [
+            [
+                h.count(split["fit_rows"]),
+                h.count(split["eval_rows"]),
+                h.count(split.get("confirm_rows", 0)),
+                h.esc(split["boundary"]),
+            ]
+        ],
+        numeric={0, 1, 2},
     )
     rows = []
     for rank, t in enumerate(trials, start=1):
@@ -239,6 +255,11 @@ def _optimization(payload: Mapping[str, Any]) -> tuple[str, str, list[str]]:
     evaluation = payload.get("evaluation")
     if evaluation:
         sections.extend(_evaluation_sections(evaluation, heading="Best vs current: "))
+    confirmation = payload.get("confirmation")
+    if confirmation:
+        sections.extend(
+            _evaluation_sections(confirmation, heading="Confirmation (rows the search never saw): ")
+        )
     sections.extend(_attached_importance(payload))
     sections.append(h.section("Dataset", h.dataset_table(payload["dataset"])))
     return "Policy search", f"{len(trials)} trials, {h.esc(primary)}", sections

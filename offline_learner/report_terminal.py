@@ -140,6 +140,8 @@ def optimization_tables(payload: Mapping[str, Any]) -> list[Table]:
     tables = [trials]
     if payload.get("evaluation"):
         tables.extend(evaluation_tables(payload["evaluation"], heading="Best vs current: "))
+    if payload.get("confirmation"):
+        tables.extend(evaluation_tables(payload["confirmation"], heading="Confirmation: "))
     tables.extend(_attached(payload))
     tables.append(_dataset(payload["dataset"]))
     return tables

@@ -17,6 +17,7 @@ current policy's terms) are computed once, a few floats per example.
 
 from __future__ import annotations
 
+import itertools
 import math
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -33,7 +34,7 @@ from offline_learner.estimators import Estimate, StreamingEstimates
 from offline_learner.replay import DEFAULT_ESTIMATORS, ESTIMATORS, Evaluation, evaluate
 from offline_learner.reward_model import RewardModel
 from offline_learner.search_space import SearchSpace, suggest_vw_args
-from offline_learner.training import example_lines
+from offline_learner.training import example_lines, fit
 from schemas.events import JoinedExample, utc_now_iso
 
 TrialProgress = Callable[[int], None]
@@ -80,6 +81,10 @@ class Optimization:
     """Ranked: completed trials by their difference's lower bound (best first), then failed."""
     evaluation: Evaluation | None
     dataset: dict[str, Any] = field(default_factory=dict)
+    confirmation: Evaluation | None = None
+    """Best vs current on the confirmation part, which the search never saw (see
+    :func:`optimize`): the best trial's estimate without the winner's curse."""
+    confirm_rows: int = 0
 
     @property
     def best(self) -> Trial | None:
@@ -87,9 +92,16 @@ class Optimization:
 
     @property
     def significantly_better(self) -> bool:
-        """Whether the best trial's paired advantage over the current policy is above 0."""
+        """Whether the best trial's paired advantage over the current policy is above 0:
+        on the confirmation part when there is one, else on the later part."""
         best = self.best
-        return best is not None and best.difference is not None and best.difference.lower > 0
+        if best is None:
+            return False
+        if self.confirmation is not None:
+            difference = self.confirmation.candidate("best").difference
+        else:
+            difference = best.difference
+        return difference is not None and difference.lower > 0
 
     def to_dict(self) -> dict[str, Any]:
         best = self.best
@@ -99,6 +111,7 @@ class Optimization:
             "split": {
                 "fit_rows": self.fit_rows,
                 "eval_rows": self.eval_rows,
+                "confirm_rows": self.confirm_rows,
                 "boundary": self.boundary,
             },
             "primary": self.primary,
@@ -111,6 +124,7 @@ class Optimization:
             "best": best.to_dict() if best else None,
             "significantly_better": self.significantly_better,
             "evaluation": self.evaluation.to_dict() if self.evaluation else None,
+            "confirmation": self.confirmation.to_dict() if self.confirmation else None,
         }
 
 
@@ -268,6 +282,7 @@ def optimize(
     space: SearchSpace | None = None,
     dataset: Mapping[str, Any] | None = None,
     cache_rows: int = CACHE_ROWS,
+    confirm_examples: Iterable[JoinedExample] | None = None,
 ) -> Optimization:
     """Search VW settings: fit each on ``fit_examples``, rank by the paired difference to
     ``current_vw_args`` on ``eval_examples``, evaluate the best against it at the end.
@@ -287,6 +302,13 @@ def optimize(
         The estimator trials are ranked by (display name, e.g. SNIPS or DR).
     space:
         What to search (:class:`~offline_learner.search_space.SearchSpace`).
+    confirm_examples:
+        A third, latest part the search never sees. The best of many trials is also the
+        luckiest on the later part, so its estimate there is optimistic (the winner's
+        curse). With a confirmation part, the best and the current arguments are fitted
+        on the earlier and the later part and estimated again on it, progressively:
+        ``confirmation`` holds that estimate and ``significantly_better`` uses it.
+        ``fit_examples`` and ``eval_examples`` must then be re-iterable.
     """
     import optuna
 
@@ -341,6 +363,22 @@ def optimize(
             reference="current",
             dataset=dataset,
         )
+    confirmation = None
+    confirm_rows = 0
+    if confirm_examples is not None and ranked and ranked[0].state == "complete":
+        seen = (fit_examples, eval_examples)
+        confirmation = evaluate(
+            confirm_examples,
+            [
+                VWCandidate("best", ranked[0].vw_args, _fitted(seen, ranked[0].vw_args)),
+                VWCandidate("current", current_vw_args, _fitted(seen, current_vw_args)),
+                LoggedPolicy(),
+            ],
+            primary=primary,
+            reference="current",
+            dataset=dataset,
+        )
+        confirm_rows = confirmation.n
     return Optimization(
         fit_rows=fit_part.rows,
         eval_rows=later_part.rows,
@@ -351,7 +389,18 @@ def optimize(
         trials=ranked,
         evaluation=evaluation,
         dataset=dict(dataset or {}),
+        confirmation=confirmation,
+        confirm_rows=confirm_rows,
     )
+
+
+def _fitted(parts: Sequence[Iterable[JoinedExample]], vw_args: str) -> bytes:
+    """A model of ``vw_args`` fitted on ``parts`` in order (the search's whole data)."""
+    policy = fit(itertools.chain.from_iterable(parts), vw_args)
+    try:
+        return policy.to_bytes()
+    finally:
+        policy.close()
 
 
 class _TrialFailed(Exception):

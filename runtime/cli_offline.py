@@ -160,6 +160,15 @@ def optimize_command(
     split: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Fraction of the rows (earliest) to fit on")
     ] = 0.7,
+    confirm: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.9,
+            help="Fraction of the rows (latest) the search never sees, to estimate the "
+            "best again without the winner's curse",
+        ),
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Sampler seed (same data and seed, same trials)")] = 0,
     timeout: Annotated[
         float | None, typer.Option(help="Stop starting trials after this many seconds")
@@ -186,11 +195,13 @@ def optimize_command(
         if not 0.0 < split < 1.0:
             raise InvalidInput(f"--split is {split}: give the fitting fraction in (0, 1)")
         rows, summary = _open(dataset, decision_point)
-        boundary = round(summary["rows"] * split)
+        searched = round(summary["rows"] * (1.0 - confirm))
+        boundary = round(searched * split)
         with _bar(f"{trials} trials", trials) as advance:
             result = optimize(
                 rows.take(boundary),
-                rows.skip(boundary),
+                rows.skip(boundary).take(searched - boundary),
+                confirm_examples=rows.skip(searched) if confirm > 0 else None,
                 current_vw_args=current_vw_args,
                 trials=trials,
                 seed=seed,
@@ -203,10 +214,15 @@ def optimize_command(
         verdict = "is" if result.significantly_better else "is not"
         best = result.best
         if best is not None:
+            difference = best.difference
+            where = "the later part"
+            if result.confirmation is not None:
+                difference = result.confirmation.candidate("best").difference
+                where = f"the {result.confirm_rows:,} confirmation rows"
             console.print(
                 f"best: {best.vw_args}\nit {verdict} significantly better than the current "
-                f"arguments ({primary} difference lower bound "
-                f"{best.difference.lower if best.difference else float('nan'):.4f})"
+                f"arguments ({primary} difference lower bound on {where} "
+                f"{difference.lower if difference else float('nan'):.4f})"
             )
     except LearnloopError as exc:
         console.print(f"[red]error:[/red] {exc}")

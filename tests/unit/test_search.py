@@ -55,6 +55,34 @@ def test_search_finds_a_setting_significantly_better_than_a_weak_current(
     )
 
 
+def test_a_confirmation_part_estimates_the_best_on_rows_the_search_never_saw(
+    split: tuple[list[JoinedExample], list[JoinedExample]],
+) -> None:
+    """The best of many trials is the luckiest too: its confirmation estimate comes from
+    models fitted on both searched parts and replayed on later rows, and decides."""
+    fit_rows, eval_rows = split
+    searched, confirm = eval_rows[:400], eval_rows[400:]
+    result = optimize(
+        fit_rows, searched, current_vw_args=WEAK, trials=4, seed=3, confirm_examples=confirm
+    )
+    assert result.confirmation is not None and result.best is not None
+    assert result.confirm_rows == len(confirm) == 300
+    confirmed = result.confirmation.candidate("best")
+    assert confirmed.vw_args == result.best.vw_args and confirmed.difference is not None
+    assert result.significantly_better == (confirmed.difference.lower > 0)
+    assert result.significantly_better  # interactions matter on every part of this log
+    payload = result.to_dict()
+    assert payload["split"]["confirm_rows"] == 300
+    assert [c["name"] for c in payload["confirmation"]["candidates"]] == [
+        "best",
+        "current",
+        "logged",
+    ]
+    # Without a confirmation part the payload says so and the later part decides.
+    plain = optimize(fit_rows, searched, current_vw_args=WEAK, trials=4, seed=3)
+    assert plain.confirmation is None and plain.to_dict()["confirmation"] is None
+
+
 def test_same_seed_same_trials(split: tuple[list[JoinedExample], list[JoinedExample]]) -> None:
     fit_rows, eval_rows = split
     space = SearchSpace(algorithms=("epsilon",), triples=())
