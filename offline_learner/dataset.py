@@ -43,6 +43,7 @@ from offline_learner.datasets.parquet import (
     read_examples,
     write_examples,
 )
+from offline_learner.datasets.parquet_fast import ParquetSource
 from offline_learner.datasets.summary import DatasetSummary, SummaryAccumulator
 from offline_learner.datasets.table_mapping import ColumnMapping
 from schemas.dsjson import to_dsjson
@@ -62,9 +63,18 @@ class Dataset:
     returns a fresh iterator each time it is called.
     """
 
-    def __init__(self, open: Callable[[], Iterator[JoinedExample]], source: str) -> None:
+    def __init__(
+        self,
+        open: Callable[[], Iterator[JoinedExample]],
+        source: str,
+        *,
+        parquet: ParquetSource | None = None,
+    ) -> None:
         self._open = open
         self.source = source
+        self.parquet = parquet
+        """What a plain Parquet directory dataset reads (the replay's fast reader reads it
+        itself); ``None`` for other sources and for views (``take``, ``filter``...)."""
 
     def __iter__(self) -> Iterator[JoinedExample]:
         return self._open()
@@ -150,7 +160,8 @@ class Dataset:
             )
 
         opener = partial(_parquet_rows, path, batch_size, decision_point, days, start, end)
-        return cls(opener, f"parquet:{path}")
+        where = ParquetSource(path, batch_size, decision_point, days, start, end)
+        return cls(opener, f"parquet:{path}", parquet=where)
 
     @classmethod
     def from_event_log(

@@ -68,16 +68,9 @@ class ParquetSource:
 def source_of(examples: object) -> ParquetSource | None:
     """The :class:`ParquetSource` when ``examples`` is exactly a ``Dataset.from_parquet``
     (no views on top of it: those keep the validated path), else ``None``."""
-    from functools import partial
+    from offline_learner.dataset import Dataset  # the dataset module imports this one
 
-    from offline_learner.dataset import Dataset, _parquet_rows
-
-    if not isinstance(examples, Dataset):
-        return None
-    opener = getattr(examples, "_open", None)
-    if not isinstance(opener, partial) or opener.func is not _parquet_rows or opener.keywords:
-        return None
-    return ParquetSource(*opener.args)
+    return examples.parquet if isinstance(examples, Dataset) else None
 
 
 @dataclass(slots=True)
