@@ -7,11 +7,14 @@ Per seed, as ``tests/integration/test_offline_data_scientist.py`` does once:
    (``--cb_explore_adf --epsilon 0.3``) serves the simulated shop (``--logged``
    decisions); the data directory is copied to replay the fresh traffic on later;
 2. the log is exported, ``optimize`` searches ``--trials`` settings on a 70/30
-   temporal split, and the best is promoted into the running service;
+   temporal split of its first three quarters and confirms the best on the last
+   quarter (rows the search never saw), and the best is promoted into the running
+   service;
 3. fresh traffic (another seed, ``--fresh`` decisions) runs on the promoted service and
    on the copy of the weak one: the same visits, the same shopper luck;
 4. the value measured online (mean reward of the fresh decisions' joined examples, as
-   the service's join computed them) is compared with the offline estimate's interval.
+   the service's join computed them) is compared with the confirmation estimate's
+   interval, and with the estimate where the best was chosen (selection-biased).
 
 The anchor, measured in the same run: raw VW in process (``run_in_process``) with the
 promoted arguments, learning the fresh traffic from scratch: what those arguments earn
@@ -70,10 +73,14 @@ async def session(seed: int, args: argparse.Namespace, folder: Path) -> dict[str
     logged.write_parquet(exported)
     summary = Dataset.from_parquet(exported).describe()
     assert summary.last is not None
-    earlier, later = Dataset.from_parquet(exported).split(0.7)
-    search = optimize(earlier, later, current_vw_args=WEAK, trials=args.trials, seed=0)
+    searched, confirm = Dataset.from_parquet(exported).split(0.75)
+    earlier, later = searched.split(0.7)
+    search = optimize(
+        earlier, later, current_vw_args=WEAK, trials=args.trials, seed=0, confirm_examples=confirm
+    )
     best = search.best
-    assert best is not None and best.estimate is not None and best.difference is not None
+    assert best is not None and search.confirmation is not None
+    confirmed = search.confirmation.candidate("best")
     fresh_start = summary.last + timedelta(minutes=2)
     settings = Settings(data_dir=data, config=folder / "weak.toml")
     with ServiceProcess(data, env=env, log_file=folder / "serve-promoted.log") as service:
@@ -88,11 +95,13 @@ async def session(seed: int, args: argparse.Namespace, folder: Path) -> dict[str
         if e.decision.timestamp >= fresh_start
     )
     anchor = run_in_process(best.vw_args, decisions=args.fresh, seed=seed + 1, release_every=1)
-    e = best.estimate
+    e = confirmed.estimates["SNIPS"]
+    assert e is not None and confirmed.difference is not None
     return {
         "seed": seed,
         "best": best.vw_args,
-        "difference": best.difference,
+        "difference": confirmed.difference,
+        "chosen_on": best.estimate,
         "estimate": e,
         "online": online,
         "inside": e.lower <= online <= e.upper,
@@ -114,15 +123,17 @@ async def main(args: argparse.Namespace) -> None:
         "run's last quarter\n"
     )
     print(
-        "| seed | best - current (offline, SNIPS) | offline estimate [95 %] | measured online "
-        "| inside | weak online | promoted online | anchor: raw VW, promoted args, cold |"
+        "| seed | best - current (confirmation, SNIPS) | offline estimate [95 %] "
+        "| where it was chosen | measured online | inside | weak online | promoted online "
+        "| anchor: raw VW, promoted args, cold |"
     )
-    print("| ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: |")
+    print("| ---: | ---: | ---: | ---: | ---: | :---: | ---: | ---: | ---: |")
     for r in rows:
         d, e = r["difference"], r["estimate"]
         print(
             f"| {r['seed']} | {d.value:+.3f} [{d.lower:+.3f}, {d.upper:+.3f}] "  # type: ignore[attr-defined]
-            f"| {e.value:.3f} [{e.lower:.3f}, {e.upper:.3f}] | {r['online']:.3f} "  # type: ignore[attr-defined]
+            f"| {e.value:.3f} [{e.lower:.3f}, {e.upper:.3f}] "  # type: ignore[attr-defined]
+            f"| {r['chosen_on'].value:.3f} | {r['online']:.3f} "  # type: ignore[attr-defined]
             f"| {'yes' if r['inside'] else 'no'} | {r['weak']:.3f} | {r['promoted']:.3f} "
             f"| {r['anchor']:.3f} |"
         )
