@@ -170,7 +170,7 @@ class FlagService:
                 await asyncio.sleep(self.refresh_seconds)
                 try:
                     await self.refresh()
-                except LearnloopError:
+                except Exception:  # keep watching: the store may come back
                     log.warning("cannot refresh the flags; serving the cached ones", exc_info=True)
         finally:
             if listener is not None:
