@@ -4,7 +4,7 @@ holdout, the kill switch, the audit history, the cache and the metrics."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.main import create_app
 from learnloop.clock import FakeClock
 from learnloop.decision_points import MemoryDecisionPointStore, load_config_file
+from learnloop.errors import Unavailable
 from learnloop.eventlog import MemoryEventLog, Streams
+from learnloop.eventlog.base import Append, AppendResult
 from learnloop.flag_store import MemoryFlagStore
 from learnloop.modelstore import MemoryModelStore
 from learnloop.settings import Settings
@@ -77,10 +79,19 @@ class App:
         return [DecisionEvent.model_validate_json(r.value) for r in records]
 
 
+class BrokenLog(MemoryEventLog):
+    """An event log that refuses every append (a disk full, a lost broker)."""
+
+    async def append(self, records: Sequence[Append]) -> list[AppendResult]:
+        raise Unavailable("the event log is unreachable")
+
+
 @contextmanager
-def flag_app(store: CountingStore | None = None, **settings: Any) -> Iterator[App]:
+def flag_app(
+    store: CountingStore | None = None, events: MemoryEventLog | None = None, **settings: Any
+) -> Iterator[App]:
     clock = FakeClock(START)
-    events = MemoryEventLog()
+    events = events or MemoryEventLog()
     points = MemoryDecisionPointStore(load_config_file(None))
     flags = store or CountingStore(clock)
     app = create_app(
@@ -561,3 +572,27 @@ def test_the_decision_point_is_kept_in_step_with_the_flag(api: App) -> None:
     api.put("checkout_layout", {**LAYOUT, "rules": []})  # no longer personalized: still in step
     point = api.client.get("/v1/decision-points/flag.checkout_layout").json()
     assert (point["baseline_share"], point["window_seconds"]) == (0.0, 20)
+
+
+def test_an_exposure_that_cannot_be_logged_answers_the_default_with_reason_error() -> None:
+    with flag_app(events=BrokenLog()) as api:
+        api.put("checkout_layout", {**LAYOUT, "rules": [CONSULTANTS]})
+
+        failed = api.evaluate("checkout_layout", persona="consultant")
+        fine = api.evaluate("checkout_layout", persona="visitor")
+        bulk = api.client.post("/v1/flags/evaluate", json={"persona": "consultant"}).json()
+
+        assert (failed["value"], failed["reason"], failed["error_code"]) == (
+            "classic",
+            "ERROR",
+            "GENERAL",
+        )
+        assert "unreachable" in failed["error_message"]
+        assert failed["event_id"] is None
+        assert fine["reason"] == "DEFAULT"
+        assert bulk["flags"]["checkout_layout"]["reason"] == "ERROR"
+        text = api.client.get("/metrics").text
+        errors = sample(
+            text, "learnloop_flag_evaluation_errors_total", flag="checkout_layout", code="GENERAL"
+        )
+        assert errors == 2
