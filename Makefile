@@ -48,6 +48,7 @@ bench: $(TSTAMP)
 lint: $(TSTAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy schemas learnloop app join_service online_learner offline_learner runtime devtools
+	$(BIN)/mypy --strict clients/python/learnloop_client
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
