@@ -46,12 +46,18 @@ class Choice:
     probabilities: list[float]
 
 
-def choose(model_pmf: Sequence[float], baseline_share: float, event_id: str) -> Choice:
+def choose(
+    model_pmf: Sequence[float],
+    baseline_share: float,
+    event_id: str,
+    baseline: str = "uniform",
+) -> Choice:
     """Pick the arm, then the action, with the two uniforms of the event id
-    (:func:`~learnloop.policy.uniforms_for`, reproducible). The baseline arm is uniform
-    over the actions, the learned arm follows the model. The logged probabilities are the
-    mixture ``share/n + (1-share)*pmf``: the real chance each action had, so
-    off-policy estimates stay unbiased.
+    (:func:`~learnloop.policy.uniforms_for`, reproducible). The learned arm follows the
+    model; the baseline arm is uniform over the actions, or (``baseline="first"``) the
+    first action. The logged probabilities are the mixture ``share*baseline +
+    (1-share)*pmf``: the real chance each action had, so off-policy estimates stay
+    unbiased.
 
     >>> choose([0.7, 0.1, 0.1, 0.1], 0.0, "e1").probabilities
     [0.7, 0.1, 0.1, 0.1]
@@ -59,16 +65,20 @@ def choose(model_pmf: Sequence[float], baseline_share: float, event_id: str) -> 
     [0.25, 0.25, 0.25, 0.25]
     >>> [round(p, 3) for p in choose([1.0, 0.0], 0.5, "e1").probabilities]
     [0.75, 0.25]
+    >>> [round(p, 3) for p in choose([0.0, 1.0], 0.5, "e1", "first").probabilities]
+    [0.5, 0.5]
     >>> choose([0.2, 0.8], 0.3, "e9") == choose([0.2, 0.8], 0.3, "e9")
     True
     """
     n = len(model_pmf)
     arm_u, action_u = uniforms_for(event_id)
     arm: Arm = "baseline" if arm_u < baseline_share else "learned"
-    arm_pmf = [1.0 / n] * n if arm == "baseline" else model_pmf
-    index = draw(arm_pmf, action_u)
-    uniform_part = baseline_share / n
-    probabilities = [uniform_part + (1.0 - baseline_share) * p for p in model_pmf]
+    baseline_pmf = [1.0] + [0.0] * (n - 1) if baseline == "first" else [1.0 / n] * n
+    index = draw(baseline_pmf if arm == "baseline" else model_pmf, action_u)
+    probabilities = [
+        baseline_share * b + (1.0 - baseline_share) * p
+        for b, p in zip(baseline_pmf, model_pmf, strict=True)
+    ]
     return Choice(arm, index, probabilities)
 
 
@@ -191,7 +201,7 @@ class Decider:
             model_pmf = [1.0 / len(actions)] * len(actions)
         else:
             model_pmf = served.policy.predict(context, persona, actions)
-        choice = choose(model_pmf, config.baseline_share, event_id)
+        choice = choose(model_pmf, config.baseline_share, event_id, config.baseline)
         return DecisionRecord(
             event_id=event_id,
             timestamp=timestamp,

@@ -15,12 +15,12 @@ answer, is the *exposure*; its ``event_id`` comes back, outcomes posted against 
 joined and learned like any decision's, and a repeated ``event_id`` answers what was
 logged.
 
-The holdout: ``holdout_share`` of the personalized evaluations are offered only the
-first candidate (the default variant when the segment may get it). Which ones is drawn
-from the exposure's ``event_id`` with the same uniform the decision service draws its
-arm from, and the decision point's ``baseline_share`` is the holdout share, so exactly
-the held-out exposures are logged with arm ``baseline`` (probability 1 for the one
-variant offered); the others are logged with arm ``learned``.
+The holdout: the flag's decision point has ``baseline_share`` = ``holdout_share`` and
+``baseline = "first"``, and the candidates put the default variant first (when the
+segment may get it): the decision service's baseline arm then serves the default to
+``holdout_share`` of the exposures, drawn from the exposure's ``event_id``, and logs the
+probabilities the draw really had (``share`` on the default plus ``1 - share`` times
+the model's), so off-policy estimates of the flag's exposures stay unbiased.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from learnloop.decision_points import DecisionPointStore
 from learnloop.errors import Conflict, InvalidInput, LearnloopError, NotFound
 from learnloop.flag_engine import Resolution, attributes_of, bucketing_key_of, evaluate
 from learnloop.flag_store import FlagStore, check_key, flag_not_found
-from learnloop.policy import uniforms_for
 from schemas.api import DecisionRequest
 from schemas.features import Action, Context
 from schemas.flags import (
@@ -286,12 +285,10 @@ class FlagService:
         candidates = resolution.candidates or []
         # A fresh id needs no replay check; the client's may be a retry.
         fresh = None if event_id is not None else new_event_id()
-        arm_u, _ = uniforms_for(event_id or fresh or "")
-        offered = candidates[:1] if arm_u < flag.holdout_share else candidates
         decision = DecisionRequest.model_construct(
             decision_point=decision_point_name(flag.key),
             context=context,
-            actions=[_action(v) for v in offered],
+            actions=[_action(v) for v in candidates],
             excluded_actions=[],
             event_id=event_id,
             timestamp=now,

@@ -32,6 +32,10 @@ class _DecisionPointFields(BaseModel):
     default_reward: FiniteNumber = 0.0
     skew_tolerance_seconds: Annotated[float, Field(ge=0, le=3_600)] = 2.0
     baseline_share: Annotated[float, Field(ge=0, le=1)] = 0.0
+    baseline: Literal["uniform", "first"] = "uniform"
+    """What the baseline arm serves: ``uniform`` random over the candidates (a randomized
+    control), or the ``first`` candidate (a holdout on a default, e.g. a flag's default
+    variant). Either way the logged probabilities are the mixture the draw really had."""
 
     @field_validator("actions")
     @classmethod

@@ -251,6 +251,7 @@ class FlagDefinition(BaseModel):
         fields: dict[str, object] = {
             "actions": [Action(id=name) for name in order],
             "baseline_share": self.holdout_share,
+            "baseline": "first",
         }
         for name in ("reward_map", "window_seconds", "aggregation", "vw_args"):
             value = getattr(self, name)

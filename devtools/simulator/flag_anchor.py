@@ -7,9 +7,9 @@ as the automatic decision point lists them), the persona in the ``u`` namespace 
 front end's features as the context. Each exposure is learned only once event time
 passes its window, with its realised in-window reward, as the service does; a share
 ``holdout_share`` of exposures (by the same event-id draw as the service,
-:func:`~devtools.simulator.flag_ledger.exposure_arm`) is offered the default variant
-alone and logged so (probability 1, arm ``baseline``), the others are logged with the
-decision service's mixture probabilities, as :mod:`app.flags` logs exposures.
+:func:`~devtools.simulator.flag_ledger.exposure_arm`) is served the default variant (arm
+``baseline``: the flag's decision point has ``baseline = "first"``), and every exposure
+is logged with the probabilities the draw really had, as the decision service logs it.
 """
 
 from __future__ import annotations
@@ -88,12 +88,14 @@ def run_flag_anchor(
         served = persona(visit)
         event_id = f"sim-flag-{seed}-{draws}{visit.index}"
         arm = exposure_arm("PERSONALIZED", event_id, holdout_share)
-        if arm == "holdout":  # offered the default alone, as the service logs it
-            offered, chosen, probabilities = actions[:1], 0, [1.0]
-        else:
-            pmf = serving.predict(seen, served, actions)
-            offered, chosen = actions, draw(pmf, uniforms_for(event_id)[1])
-            probabilities = [holdout_share / len(pmf) + (1.0 - holdout_share) * p for p in pmf]
+        # As the flag's decision point serves: the baseline arm (the holdout) takes the
+        # first candidate, the default; the logged probabilities are the real mixture.
+        pmf = serving.predict(seen, served, actions)
+        offered = actions
+        chosen = 0 if arm == "holdout" else draw(pmf, uniforms_for(event_id)[1])
+        probabilities = [
+            holdout_share * (i == 0) + (1.0 - holdout_share) * p for i, p in enumerate(pmf)
+        ]
         reward = ledger.record(visit, offered[chosen].id, "PERSONALIZED", event_id, served, arm)
         decision = DecisionEvent(
             timestamp=visit.timestamp,

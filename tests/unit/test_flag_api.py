@@ -282,7 +282,9 @@ def test_an_exposure_is_idempotent_by_event_id(api: App) -> None:
     assert [d.event_id for d in api.decisions()] == ["exp-1", "exp-1:checkout_layout"]
 
 
-def test_the_holdout_is_offered_the_default_and_logged_as_the_baseline_arm(api: App) -> None:
+def test_the_holdout_is_served_the_default_and_logged_with_the_real_probabilities(
+    api: App,
+) -> None:
     rule = {"personas": ["consultant"], "personalized": ["classic", "one_page", "wizard"]}
     api.put("checkout_layout", {**LAYOUT, "rules": [rule], "holdout_share": 0.3})
 
@@ -294,12 +296,18 @@ def test_the_holdout_is_offered_the_default_and_logged_as_the_baseline_arm(api: 
 
     held = [d for d in decisions if d.arm == "baseline"]
     assert 0.22 < len(held) / len(decisions) < 0.38
-    assert all([a.id for a in d.actions] == ["classic"] and d.probabilities == [1.0] for d in held)
-    learned = [d for d in decisions if d.arm == "learned"]
-    assert all(len(d.actions) == 3 for d in learned)
+    # Every exposure is offered every variant, default first; the holdout gets the default.
+    assert all([a.id for a in d.actions] == ["classic", "one_page", "wizard"] for d in decisions)
+    assert all(d.chosen_action == "classic" for d in held)
+    # The logged probabilities are the draw's: the holdout's share on the default on top
+    # of the model's (uniform while untrained), for held-out and learned exposures alike.
+    for d in decisions:
+        assert sum(d.probabilities) == pytest.approx(1.0)
+        assert d.probabilities[0] == pytest.approx(0.3 + 0.7 / 3)
+        assert d.probabilities[1] == pytest.approx(0.7 / 3)
     assert {a["variant"] for a in answers} == {"classic", "one_page", "wizard"}
     point = api.client.get("/v1/decision-points/flag.checkout_layout").json()
-    assert point["baseline_share"] == 0.3
+    assert point["baseline_share"] == 0.3 and point["baseline"] == "first"
 
 
 def test_a_sticky_rollout_is_close_to_its_split(api: App) -> None:
