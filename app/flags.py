@@ -26,7 +26,6 @@ the model's), so off-policy estimates of the flag's exposures stay unbiased.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -44,6 +43,7 @@ from learnloop.decision_points import DecisionPointStore
 from learnloop.errors import Conflict, InvalidInput, LearnloopError, NotFound
 from learnloop.flag_engine import Resolution, attributes_of, bucketing_key_of, evaluate
 from learnloop.flag_store import FlagStore, check_key, flag_not_found
+from learnloop.shutdown import cancel_requested, stop_task
 from schemas.api import DecisionRequest
 from schemas.features import Action, Context
 from schemas.flags import (
@@ -165,20 +165,20 @@ class FlagService:
         if self._notifications is not None:
             listener = asyncio.create_task(self._listen(self._notifications))
         try:
-            while True:
+            # cancel_requested: the Redis pub/sub client can swallow a cancellation.
+            while not cancel_requested():
                 await asyncio.sleep(self.refresh_seconds)
                 try:
                     await self.refresh()
                 except Exception:  # keep watching: the store may come back
                     log.warning("cannot refresh the flags; serving the cached ones", exc_info=True)
+            raise asyncio.CancelledError
         finally:
             if listener is not None:
-                listener.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+                await stop_task(listener)
 
     async def _listen(self, notifications: Callable[[], AsyncIterator[int]]) -> None:
-        while True:
+        while not cancel_requested():
             try:
                 async for _counter in notifications():
                     await self.refresh()
@@ -187,6 +187,7 @@ class FlagService:
             except Exception:
                 log.warning("flag notifications lost; polling, resubscribing", exc_info=True)
             await asyncio.sleep(self.refresh_seconds)
+        raise asyncio.CancelledError
 
     # Evaluation --------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ from learnloop.modelstore.base import ModelStore
 from learnloop.persona_models import PersonaModelStore
 from learnloop.profiles import ProfileStore
 from learnloop.settings import Settings
+from learnloop.shutdown import stop_task
 from learnloop.telemetry import Spans, setup_tracing
 
 log = logging.getLogger(__name__)
@@ -86,10 +87,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         for watcher in watchers:
-            watcher.cancel()
-        for watcher in watchers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            await stop_task(watcher)
         if app.state.tracer_provider is not None:
             app.state.tracer_provider.shutdown()
 

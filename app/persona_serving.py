@@ -32,13 +32,12 @@ from typing import Literal, Protocol
 from app.metrics import ServiceMetrics
 from app.persona_cache import ProfileCache
 from app.personas import DefaultPersonaResolver, ModelPersonaResolver, PersonaResolver
-from app.serving import _stop as stop_task
 from learnloop.persona_features import CONTEXT_PREFIX, FeatureValue
 from learnloop.persona_model import PersonaModel
 from learnloop.persona_online import OnlinePersonaClassifier
 from learnloop.profiles import ProfileStore
 from learnloop.settings import Settings
-from learnloop.shutdown import cancel_requested
+from learnloop.shutdown import cancel_requested, stop_task
 from schemas.personas import PersonaModelKind, PersonaModelRelease
 
 log = logging.getLogger(__name__)

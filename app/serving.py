@@ -31,7 +31,7 @@ from learnloop.clock import Clock, SystemClock
 from learnloop.decision_points import DecisionPointStore
 from learnloop.modelstore.base import ModelStore
 from learnloop.policy import Policy, VWPolicy
-from learnloop.shutdown import cancel_requested
+from learnloop.shutdown import cancel_requested, stop_task
 from schemas.config import DecisionPointConfig
 from schemas.events import ModelRelease
 
@@ -220,7 +220,7 @@ class ModelRegistry:
             await self._poll()
         finally:
             if listener is not None:
-                await _stop(listener)
+                await stop_task(listener)
 
     async def _listen(self, notifications: Callable[[], AsyncIterator[tuple[str, int]]]) -> None:
         while not cancel_requested():
@@ -251,13 +251,3 @@ class ModelRegistry:
                 # The store may be briefly unreachable; keep serving and try again.
                 log.exception("model watcher poll failed; retrying in %.1fs", self.poll_seconds)
         raise asyncio.CancelledError
-
-
-async def _stop(task: asyncio.Task[None], attempts: int = 10) -> None:
-    """Cancel ``task`` and wait for it, cancelling again while a cancellation is lost."""
-    for _ in range(attempts):
-        task.cancel()
-        done, _ = await asyncio.wait([task], timeout=0.1)
-        if done:
-            return
-    log.warning("the release listener did not stop; leaving it to the client's close")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import Callable, Iterator
 from typing import Final
@@ -29,9 +30,24 @@ def on_stop_signal(callback: Callable[[], object]) -> Iterator[None]:
             loop.remove_signal_handler(signum)
 
 
+log = logging.getLogger(__name__)
+
+
 def cancel_requested() -> bool:
     """Whether the current task was cancelled, even if a library swallowed the
     ``CancelledError`` (redis-py 8.1 on Python 3.11 does, for about one cancel in
     three): loops that await such a library check it so shutdown never waits forever."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
+
+
+async def stop_task(task: asyncio.Task[None], attempts: int = 10) -> None:
+    """Cancel ``task`` and wait for it, cancelling again while a cancellation is lost
+    (see :func:`cancel_requested`); give up after ``attempts`` tries of 0.1 s, so a stuck
+    task can never hold a shutdown forever."""
+    for _ in range(attempts):
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=0.1)
+        if done:
+            return
+    log.warning("task %s did not stop; leaving it to the loop's close", task.get_name())
