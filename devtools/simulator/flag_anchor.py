@@ -14,17 +14,17 @@ is logged with the probabilities the draw really had, as the decision service lo
 
 from __future__ import annotations
 
-import heapq
 import time
 from datetime import UTC, datetime, timedelta
 
+from devtools.simulator.delayed_learner import DelayedLearner
 from devtools.simulator.flag_ledger import FlagLedger, FlagSimulationReport, exposure_arm
 from devtools.simulator.flags import FlagModel, FlagPreference
 from devtools.simulator.front_end import CONTEXTS, front_end_features
 from devtools.simulator.in_process import PersonaFunction, true_persona
 from devtools.simulator.shop import MEAN_GAP
 from learnloop.errors import ConfigurationError
-from learnloop.policy import VWPolicy, draw, uniforms_for
+from learnloop.policy import draw, uniforms_for
 from schemas.config import DEFAULT_VW_ARGS
 from schemas.events import DecisionEvent
 from schemas.features import Action, Context
@@ -65,22 +65,14 @@ def run_flag_anchor(
     model = FlagModel(flag, seed, window_seconds, mean_gap_seconds=mean_gap_seconds)
     key = model.preference.key
     ledger = FlagLedger(model, decisions, holdout_share)
-    learner = VWPolicy(vw_args)
-    serving = learner if release_every == 1 else VWPolicy(vw_args)
+    learner = DelayedLearner(vw_args, release_every)
     actions = [Action(id=v) for v in model.variants]
-    closing: list[tuple[datetime, int, DecisionEvent, float]] = []
-    learned, began = 0, time.monotonic()
+    began = time.monotonic()
     draws = "" if exploration_seed is None else f"{exploration_seed}-"
     start = last = datetime(2026, 1, 1, tzinfo=UTC)
     for visit in model.visits(start, decisions):
         last = visit.timestamp
-        while closing and closing[0][0] < visit.timestamp:
-            _, _, decision, reward = heapq.heappop(closing)
-            learner.learn(decision, reward)
-            learned += 1
-            if release_every > 1 and learned % release_every == 0:
-                serving.close()
-                serving = VWPolicy(vw_args, model=learner.to_bytes())
+        learner.advance(visit.timestamp)
         features = front_end_features(visit, context)
         seen = Context(
             user_id=visit.shopper.user_id, session_id=visit.session_id, features=features
@@ -90,7 +82,7 @@ def run_flag_anchor(
         arm = exposure_arm("PERSONALIZED", event_id, holdout_share)
         # As the flag's decision point serves: the baseline arm (the holdout) takes the
         # first candidate, the default; the logged probabilities are the real mixture.
-        pmf = serving.predict(seen, served, actions)
+        pmf = learner.serving.predict(seen, served, actions)
         offered = actions
         chosen = 0 if arm == "holdout" else draw(pmf, uniforms_for(event_id)[1])
         probabilities = [
@@ -106,13 +98,11 @@ def run_flag_anchor(
             actions=offered,
             chosen_index=chosen,
             probabilities=probabilities,
-            model_version=f"sim-{learned}",
+            model_version=f"sim-{learner.learned}",
             arm="baseline" if arm == "holdout" else "learned",
         )
         deadline = visit.timestamp + timedelta(seconds=window_seconds)
-        heapq.heappush(closing, (deadline, visit.index, decision, reward))
-    if serving is not learner:
-        serving.close()
+        learner.hold(deadline, visit.index, decision, reward)
     learner.close()
     ledger.due()
     return ledger.report(

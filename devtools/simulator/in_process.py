@@ -12,17 +12,17 @@ compare the personas alone.
 
 from __future__ import annotations
 
-import heapq
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
+from devtools.simulator.delayed_learner import DelayedLearner
 from devtools.simulator.front_end import CONTEXTS, front_end_features
 from devtools.simulator.ledger import Ledger, SimulationReport
 from devtools.simulator.logged import service_persona
 from devtools.simulator.shop import ACTIONS, MEAN_GAP, Shop, Visit
 from learnloop.errors import ConfigurationError
-from learnloop.policy import VWPolicy, sample
+from learnloop.policy import sample
 from schemas.events import DecisionEvent
 from schemas.features import Action, Context
 
@@ -91,28 +91,20 @@ def run_in_process(
     model = Shop(seed, window_seconds, mean_gap_seconds=mean_gap_seconds, rule=shop)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     ledger = Ledger(model, decisions, seed, purchases=False)
-    learner = VWPolicy(vw_args)
-    serving = learner if release_every == 1 else VWPolicy(vw_args)
+    learner = DelayedLearner(vw_args, release_every)
     actions = [Action(id=a) for a in ACTIONS]
-    closing: list[tuple[datetime, int, DecisionEvent, float]] = []
-    learned, began = 0, time.monotonic()
+    began = time.monotonic()
     draws = "" if exploration_seed is None else f"{exploration_seed}-"
     last = start
     for visit in model.visits(start, decisions):
         last = visit.timestamp
-        while closing and closing[0][0] < visit.timestamp:
-            _, _, decision, reward = heapq.heappop(closing)
-            learner.learn(decision, reward)
-            learned += 1
-            if release_every > 1 and learned % release_every == 0:
-                serving.close()
-                serving = VWPolicy(vw_args, model=learner.to_bytes())
+        learner.advance(visit.timestamp)
         user = visit.shopper.user_id
         features = front_end_features(visit, context)
         seen = Context(user_id=user, session_id=visit.session_id, features=features)
         served = persona(visit)
         event_id = f"sim-{seed}-{draws}{visit.index}"
-        pmf = serving.predict(seen, served, actions)
+        pmf = learner.serving.predict(seen, served, actions)
         chosen = sample(pmf, event_id)
         reward = ledger.record(visit, ACTIONS[chosen], event_id, served)
         decision = DecisionEvent(
@@ -124,12 +116,10 @@ def run_in_process(
             actions=actions,
             chosen_index=chosen,
             probabilities=pmf,
-            model_version=f"sim-{learned}",
+            model_version=f"sim-{learner.learned}",
         )
         deadline = visit.timestamp + timedelta(seconds=window_seconds)
-        heapq.heappush(closing, (deadline, visit.index, decision, reward))
-    if serving is not learner:
-        serving.close()
+        learner.hold(deadline, visit.index, decision, reward)
     learner.close()
     ledger.due()
     return ledger.report(
