@@ -32,14 +32,20 @@ START = datetime.now(UTC) - timedelta(hours=2)
 FRESH = {"Connection": "close"}  # a new connection per request: the kernel spreads them
 
 
-def answering_pids(url: str, want: set[int], tries: int = 400) -> set[int]:
-    """The pids of the API workers that answer ``/healthz`` on fresh connections."""
+def answering_pids(url: str, want: set[int], within: float = 30.0) -> set[int]:
+    """The pids of the API workers that answer ``/healthz`` on fresh connections.
+
+    ``/readyz`` answers as soon as one worker is up; a second worker may still be
+    importing, so this asks until every wanted pid has answered or ``within`` seconds
+    have passed (a fixed number of tries failed in CI while one worker was starting).
+    """
     seen: set[int] = set()
+    deadline = time.monotonic() + within
     with httpx.Client(base_url=url, headers=FRESH) as client:
-        for _ in range(tries):
+        while not want <= seen and time.monotonic() < deadline:
             seen.add(client.get("/healthz").json()["pid"])
-            if want <= seen:
-                break
+            if not want <= seen:
+                time.sleep(0.005)
     return seen
 
 
