@@ -32,7 +32,7 @@ from learnloop.eventlog.base import Append, Streams
 from learnloop.policy import draw, uniforms_for
 from learnloop.telemetry import Spans, current_traceparent
 from schemas.api import DecisionRequest
-from schemas.config import DecisionPointConfig
+from schemas.config import DecisionPointConfig, LearningMode
 from schemas.events import Arm, DecisionEvent
 from schemas.features import Action
 
@@ -80,6 +80,17 @@ def choose(
         for b, p in zip(baseline_pmf, model_pmf, strict=True)
     ]
     return Choice(arm, index, probabilities)
+
+
+def baseline_only(mode: LearningMode, n: int) -> Choice:
+    """Apprentice and logging-only modes serve the first candidate (the baseline), with
+    the probability it really had: 1.
+
+    >>> baseline_only("apprentice", 3)
+    Choice(arm='apprentice', index=0, probabilities=[1.0, 0.0, 0.0])
+    """
+    arm: Arm = "apprentice" if mode == "apprentice" else "logging"
+    return Choice(arm, 0, [1.0] + [0.0] * (n - 1))
 
 
 def candidate_actions(config: DecisionPointConfig, request: DecisionRequest) -> list[Action]:
@@ -197,11 +208,14 @@ class Decider:
         # Read the served model once; no await between here and predict, so a swap
         # cannot interleave (and VW only runs on this, the event-loop, thread).
         served = self.registry.get(config.name) or self.registry.serve_untrained(config)
-        if config.baseline_share >= 1.0:
-            model_pmf = [1.0 / len(actions)] * len(actions)
+        if config.learning_mode != "online":
+            choice = baseline_only(config.learning_mode, len(actions))
+        elif config.baseline_share >= 1.0:
+            uniform = [1.0 / len(actions)] * len(actions)
+            choice = choose(uniform, config.baseline_share, event_id, config.baseline)
         else:
             model_pmf = served.policy.predict(context, persona, actions)
-        choice = choose(model_pmf, config.baseline_share, event_id, config.baseline)
+            choice = choose(model_pmf, config.baseline_share, event_id, config.baseline)
         return DecisionRecord(
             event_id=event_id,
             timestamp=timestamp,

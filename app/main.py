@@ -13,8 +13,13 @@ registry and its tracer provider.
 (:class:`~app.serving.ModelRegistry`), ``metrics`` (:class:`~app.metrics.ServiceMetrics`),
 ``metrics_registry`` (its Prometheus ``CollectorRegistry``), ``tracer_provider`` (``None``
 when tracing is off), ``spans`` (:class:`~learnloop.telemetry.Spans`), ``writer``,
-``decider``, ``feedback`` and ``flags`` (:class:`~app.flags.FlagService`, over an
-in-memory flag store when none is given).
+``decider``, ``feedback``, ``flags`` (:class:`~app.flags.FlagService`, over an
+in-memory flag store when none is given), ``personalizer`` (the
+:class:`~learnloop.personalizer_store.PersonalizerStore` of the Personalizer-compatible
+API, in memory when none is given) and ``personalizer_jobs`` (the
+:class:`~app.personalizer.jobs.JobLauncher` that runs its evaluations; ``None``: they
+answer 503). The Personalizer API is mounted at ``/personalizer`` and
+``/loops/{loop}/personalizer`` (:mod:`app.personalizer.app`).
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from app.feedback import FeedbackRecorder
 from app.flags import FlagService
 from app.metrics import ServiceMetrics
 from app.persona_serving import persona_serving, start_persona_tasks
+from app.personalizer import app as personalizer_app
+from app.personalizer.jobs import JobLauncher
 from app.personas import PersonaResolver
 from app.pseudonyms import Pseudonyms
 from app.routes import decision_points as decision_point_routes
@@ -54,6 +61,7 @@ from learnloop.eventlog.base import EventSink
 from learnloop.flag_store import FlagNotFound, FlagStore, MemoryFlagStore
 from learnloop.modelstore.base import ModelStore
 from learnloop.persona_models import PersonaModelStore
+from learnloop.personalizer_store import MemoryPersonalizerStore, PersonalizerStore
 from learnloop.profiles import ProfileStore
 from learnloop.settings import Settings
 from learnloop.shutdown import stop_task
@@ -105,6 +113,8 @@ def create_app(
     persona_models: PersonaModelStore | None = None,
     online_persona_models: PersonaModelStore | None = None,
     flags: FlagStore | None = None,
+    personalizer: PersonalizerStore | None = None,
+    personalizer_jobs: JobLauncher | None = None,
 ) -> FastAPI:
     """The decision service over the given stores (see the module docstring for ``app.state``).
 
@@ -148,6 +158,8 @@ def create_app(
     )
     state = app.state
     state.settings = settings
+    state.personalizer = personalizer if personalizer is not None else MemoryPersonalizerStore()
+    state.personalizer_jobs = personalizer_jobs
     state.clock = clock
     state.events = events
     state.decision_points = decision_points
@@ -206,4 +218,7 @@ def create_app(
         flag_routes,
     ):
         app.include_router(routes.router)
+    personalizer_api = personalizer_app.build(app.state)
+    app.mount("/personalizer", personalizer_api)
+    app.mount("/loops/{loop}/personalizer", personalizer_api)
     return app

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from schemas import Aggregation, CloseReason, DecisionPointConfig, OutcomeEvent, RewardEvent
+from schemas.config import DirectAggregation
 
 
 class CountedOutcome(NamedTuple):
@@ -97,6 +98,27 @@ def ordered_outcomes(counted: Sequence[CountedOutcome]) -> list[OutcomeEvent]:
     return [c.outcome for c in sorted(counted, key=_by_time)]
 
 
+def direct_reward(aggregation: DirectAggregation, direct: Sequence[DirectReward]) -> float:
+    """The rewards posted directly for one decision as one value, by event time (then
+    arrival): the ``latest``, the ``first`` or the ``mean``.
+
+    >>> from datetime import UTC, datetime
+    >>> def posted(value, second, seq):
+    ...     at = datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC)
+    ...     return DirectReward(RewardEvent(reward_id=f"r{seq}", event_id="e", value=value,
+    ...                                     timestamp=at), seq)
+    >>> rewards = [posted(1.0, 5, 0), posted(0.0, 1, 1), posted(0.5, 3, 2)]
+    >>> direct_reward("latest", rewards), direct_reward("first", rewards)
+    (1.0, 0.0)
+    >>> direct_reward("mean", rewards)
+    0.5
+    """
+    if aggregation == "mean":
+        return sum(d.event.value for d in direct) / len(direct)
+    ordered = sorted(direct, key=lambda d: (d.event.timestamp, d.seq))
+    return ordered[0].event.value if aggregation == "first" else ordered[-1].event.value
+
+
 def close_reward(
     config: DecisionPointConfig,
     counted: Sequence[CountedOutcome],
@@ -108,8 +130,7 @@ def close_reward(
     (-1.0, 'default')
     """
     if direct:
-        latest = max(direct, key=lambda d: (d.event.timestamp, d.seq))
-        return latest.event.value, "direct"
+        return direct_reward(config.direct_aggregation, direct), "direct"
     if counted:
         return aggregate(config.aggregation, counted), "outcome"
     return config.default_reward, "default"

@@ -89,6 +89,14 @@ class Settings(BaseSettings):
     # mode a change is also announced on Redis pub/sub; this stays the fallback.
     flag_refresh_seconds: Annotated[float, Field(gt=0, le=60)] = 0.2
 
+    # The Azure Personalizer-compatible API (docs/personalizer.md): the decision point that
+    # ``/personalizer/...`` serves (``/loops/{name}/personalizer/...`` serves another), and
+    # how long an evaluation or feature-importance job may run before it counts as failed.
+    personalizer_decision_point: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,128}$")] = (
+        "personalizer"
+    )
+    personalizer_job_timeout_seconds: Annotated[float, Field(gt=0)] = 3_600.0
+
     # Distributed mode.
     kafka_bootstrap: str = "127.0.0.1:9092"
     topic_prefix: str = "learnloop."

@@ -33,6 +33,7 @@ from learnloop import featurizer
 from learnloop.errors import InvalidInput, NotFound
 from learnloop.policy import VWPolicy
 from learnloop.settings import DEFAULTS
+from online_learner.apprentice import ApprenticeCounts
 from schemas.config import DecisionPointConfig
 from schemas.events import CloseReason, JoinedExample, ModelRelease
 
@@ -78,6 +79,8 @@ class _DecisionPointState:
     duplicates_skipped: int = 0
     invalid_skipped: int = 0
     fresh_models: int = 0  # times a vw_args change started a new model
+    logging_skipped: int = 0  # examples of the logging-only arm: logged, never learned
+    apprentice: ApprenticeCounts = field(default_factory=ApprenticeCounts)
     window_examples: int = 0  # throughput since the last snapshot
     window_seconds: float = 0.0
     learn_per_second: float = 0.0
@@ -172,6 +175,8 @@ class OnlineLearner:
             duplicates_skipped=int(m.get("duplicates_skipped", 0)),
             invalid_skipped=int(m.get("invalid_skipped", 0)),
             fresh_models=int(m.get("fresh_models", 0)),
+            logging_skipped=int(m.get("logging_skipped", 0)),
+            apprentice=ApprenticeCounts.from_metrics(m),
         )
         if release.source != "online":
             # A promotion or rollback changes the configured vw_args right after it
@@ -282,6 +287,9 @@ class OnlineLearner:
             state.duplicates_skipped += 1
             return False
         self._remember(example.event_id)
+        if decision.arm == "logging":
+            state.logging_skipped += 1  # logging-only mode: kept for offline use only
+            return False
         index, probabilities = decision.chosen_index, decision.probabilities
         probability = probabilities[index] if 0 <= index < len(probabilities) else 0.0
         if not 0.0 < probability <= 1.0 or len(probabilities) != len(decision.actions):
@@ -300,6 +308,8 @@ class OnlineLearner:
             model.ips_sum += reward * (pmf[index] / total) / probability
             model.ips_samples += 1
         model.examples_learned += 1
+        if decision.arm == "apprentice":
+            state.apprentice.add(pmf, index, reward, decision.timestamp)
 
         state.examples_total += 1
         state.reward_sum += reward
@@ -360,6 +370,8 @@ class OnlineLearner:
             "duplicates_skipped": float(state.duplicates_skipped),
             "invalid_skipped": float(state.invalid_skipped),
             "fresh_models": float(state.fresh_models),
+            "logging_skipped": float(state.logging_skipped),
+            **state.apprentice.metrics(),
             "learn_per_second": (
                 state.window_examples / state.window_seconds
                 if state.window_seconds > 0

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from schemas.features import NAME_PATTERN, Action, FiniteNumber, check_unique_actions
 
 Aggregation = Literal["max", "sum", "first"]
+DirectAggregation = Literal["latest", "first", "mean"]
+LearningMode = Literal["online", "apprentice", "logging"]
 
 DEFAULT_VW_ARGS = "--cb_explore_adf --squarecb --gamma_scale 50 --cubic cca -q ca -q ua"
 DEFAULT_REWARD_MAP: dict[str, float] = {"basket_add": 3.0, "detail_view": 1.0}
@@ -27,12 +29,22 @@ class _DecisionPointFields(BaseModel):
     actions: list[Action] = Field(default_factory=list, max_length=256)
     vw_args: str = DEFAULT_VW_ARGS
     reward_map: dict[str, FiniteNumber] = Field(default_factory=lambda: dict(DEFAULT_REWARD_MAP))
-    window_seconds: Annotated[float, Field(gt=0, le=86_400)] = 20.0
+    window_seconds: Annotated[float, Field(gt=0, le=172_800)] = 20.0
     aggregation: Aggregation = "max"
+    direct_aggregation: DirectAggregation = "latest"
+    """How several rewards posted directly for one decision become its reward: the
+    ``latest`` one, the ``first`` one (Personalizer's ``earliest``) or their ``mean``
+    (Personalizer's ``average``). A direct reward always overrides the outcomes."""
     default_reward: FiniteNumber = 0.0
     skew_tolerance_seconds: Annotated[float, Field(ge=0, le=3_600)] = 2.0
     baseline_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     baseline: Literal["uniform", "first"] = "uniform"
+    learning_mode: LearningMode = "online"
+    """``online``: the learned policy serves and learns. ``apprentice``: the first candidate
+    (the baseline) is served, logged with probability 1 on the ``apprentice`` arm, and the
+    learner learns from it and measures how often its own choice would have been the
+    baseline's. ``logging``: the baseline is served on the ``logging`` arm and nothing is
+    learned; the log stays for offline evaluation."""
     """What the baseline arm serves: ``uniform`` random over the candidates (a randomized
     control), or the ``first`` candidate (a holdout on a default, e.g. a flag's default
     variant). Either way the logged probabilities are the mixture the draw really had."""

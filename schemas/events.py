@@ -21,7 +21,7 @@ from schemas.features import Action, Context, FiniteNumber
 
 SCHEMA_VERSION = 1
 
-Arm = Literal["learned", "baseline", "apprentice"]
+Arm = Literal["learned", "baseline", "apprentice", "logging"]
 CloseReason = Literal["outcome", "default", "direct"]
 ReleaseSource = Literal["online", "promotion", "rollback"]
 """Who made a model release: the online learner, ``learnloop offline promote``, or a rollback."""

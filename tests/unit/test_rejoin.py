@@ -102,7 +102,7 @@ def test_decision_point_filter_only_filters_the_output() -> None:
         ({"aggregation": "mean"}, "aggregation"),
         ({"window_seconds": -1.0}, "window_seconds"),
         ({"window_seconds": 0.0}, "window_seconds"),
-        ({"window_seconds": 100_000.0}, "window_seconds"),
+        ({"window_seconds": 200_000.0}, "window_seconds"),  # over two days
         ({"reward_map": {"detail_view": float("nan")}}, "reward_map"),
         ({"default_reward": float("inf")}, "default_reward"),
     ],
