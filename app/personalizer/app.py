@@ -47,8 +47,13 @@ async def _preview_api_version(request: Request) -> None:
         )
 
 
-def _routers() -> list[APIRouter]:
-    return [routes_rank.router, routes_config.router, routes_model.router, routes_evaluations.router]
+_MODULES = (routes_rank, routes_config, routes_model, routes_evaluations)
+
+
+def _routers(attribute: str) -> list[APIRouter]:
+    """Each module's ``router`` is served by both versions; ``stable_router`` only under
+    ``/v1.0`` and ``preview_router`` only at the root (where the two APIs differ)."""
+    return [getattr(m, attribute) for m in _MODULES if hasattr(m, attribute)]
 
 
 def build(parent_state: State) -> FastAPI:
@@ -60,8 +65,9 @@ def build(parent_state: State) -> FastAPI:
         openapi_url="/openapi.json",
     )
     sub.state = parent_state
-    for router in _routers():
+    for router in _routers("router") + _routers("stable_router"):
         sub.include_router(router, prefix=STABLE_PREFIX)
+    for router in _routers("router") + _routers("preview_router"):
         sub.include_router(router, dependencies=[Depends(_preview_api_version)])
     install_error_handlers(sub)
     return sub
@@ -71,7 +77,7 @@ def build(parent_state: State) -> FastAPI:
 
 _HTTP_CODES = {
     400: "BadRequest",
-    401: "PermissionDenied",
+    401: "401",  # what Azure's gateway answered for a missing or wrong key
     403: "PermissionDenied",
     404: "ResourceNotFound",
     405: "BadRequest",
@@ -83,7 +89,12 @@ _HTTP_CODES = {
 
 
 def _response(status: int, code: str, message: str, headers: Any = None) -> JSONResponse:
-    return JSONResponse(error_json(code, message), status_code=status, headers=headers)
+    """The error answer; ``x-ms-error-code`` repeats the code, as the preview API defines."""
+    return JSONResponse(
+        error_json(code, message),
+        status_code=status,
+        headers={**(headers or {}), "x-ms-error-code": code},
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
