@@ -67,8 +67,9 @@ class ApprenticeCounts:
     def from_metrics(cls, metrics: Mapping[str, float]) -> ApprenticeCounts:
         """Back from a release's metrics (a restart goes on counting).
 
-        >>> ApprenticeCounts.from_metrics(ApprenticeCounts(3, 2, 1.0, 0.5, 9.0, 1.0).metrics())
-        ApprenticeCounts(events=3, imitated=2, reward_sum=1.0, imitated_reward_sum=0.5, last_event_time=9.0, first_event_time=1.0)
+        >>> counts = ApprenticeCounts(3, 2, 1.0, 0.5, 9.0, 1.0)
+        >>> ApprenticeCounts.from_metrics(counts.metrics()) == counts
+        True
         """
         return cls(
             events=int(metrics.get(f"{PREFIX}events", 0)),

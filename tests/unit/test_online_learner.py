@@ -428,3 +428,42 @@ def test_predicting_changes_nothing_a_learner_will_learn() -> None:
         asked.predict_lines(lines)
         labelled = labelled_lines(lines, d.chosen_index, example.reward, d.chosen_probability)
         assert asked.learn_lines(labelled) == quiet.learn_lines(labelled)
+
+
+def with_arm(example: JoinedExample, arm: str) -> JoinedExample:
+    decision = example.decision.model_copy(update={"arm": arm, "probabilities": [1.0, 0.0, 0.0]})
+    return example.model_copy(update={"decision": decision})
+
+
+def test_logging_only_examples_are_counted_never_learned() -> None:
+    learner = OnlineLearner({"home": config()})
+    assert not learner.learn(with_arm(joined(0, chosen=0), "logging"), 0)
+    assert learner.learn(joined(1), 1)
+    metrics = learner.metrics("home")
+    assert metrics["logging_skipped"] == 1.0 and metrics["examples_total"] == 1.0
+    assert learner.pending("home") == 1
+
+
+def test_apprentice_counts_imitation_and_survives_a_restore() -> None:
+    """The learner scores each apprentice example before learning it: once it has learned
+    that the baseline (action A) pays in context a, its own choice imitates the baseline."""
+    learner = OnlineLearner({"home": config()})
+    offset = 0
+    for n in range(300):
+        x, reward = ("a", 1.0) if n % 2 == 0 else ("b", 0.0)
+        example = with_arm(joined(n, x=x, chosen=0, reward=reward), "apprentice")
+        assert learner.learn(example, offset)
+        offset += 1
+    metrics = learner.metrics("home")
+    assert metrics["apprentice_events"] == 300.0
+    assert metrics["apprentice_reward_sum"] == 150.0
+    # Context a: the model learns A pays 1, others 0: it imitates; the later half of the
+    # rewarded events are nearly all imitated.
+    assert metrics["apprentice_imitated_reward_sum"] >= 140.0
+    assert metrics["apprentice_last_event_time"] == T0.timestamp()
+    release, model = learner.make_release("home", T0)
+    restored = OnlineLearner({"home": config()})
+    restored.restore(release, model)
+    assert restored.metrics("home")["apprentice_events"] == 300.0
+    restored.learn(with_arm(joined(900, x="a", chosen=0), "apprentice"), offset)
+    assert restored.metrics("home")["apprentice_events"] == 301.0

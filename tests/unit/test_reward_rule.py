@@ -18,6 +18,8 @@ from schemas import Aggregation, DecisionPointConfig, OutcomeEvent, RewardEvent
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 POINT = DecisionPointConfig(name="p")  # the default reward rule
+EARLIEST = DecisionPointConfig(name="p", direct_aggregation="first")  # Personalizer's earliest
+AVERAGE = DecisionPointConfig(name="p", direct_aggregation="mean")  # Personalizer's average
 
 
 def counted(reward: float, second: float, seq: int) -> CountedOutcome:
@@ -96,11 +98,15 @@ def test_ordered_outcomes_by_time_then_arrival() -> None:
         (POINT, WINDOW, [direct(0.5, 1, 7)], (0.5, "direct")),
         (POINT, [], [direct(2.0, 8, 1), direct(1.0, 5, 2)], (2.0, "direct")),
         (POINT, [], [direct(2.0, 5, 1), direct(1.0, 5, 2)], (1.0, "direct")),
+        (EARLIEST, WINDOW, [direct(2.0, 8, 1), direct(1.0, 5, 2)], (1.0, "direct")),
+        (EARLIEST, [], [direct(2.0, 5, 1), direct(1.0, 5, 2)], (2.0, "direct")),
+        (AVERAGE, [], [direct(2.0, 8, 1), direct(1.0, 5, 2), direct(0.0, 1, 3)], (1.0, "direct")),
     ],
     ids=[
         "default-zero", "default-configured", "outcome-max", "outcome-sum",
         "direct-overrides-outcomes", "direct-latest-event-time-wins",
-        "direct-tie-last-arrival-wins",
+        "direct-tie-last-arrival-wins", "direct-first-earliest-event-time",
+        "direct-first-tie-first-arrival", "direct-mean",
     ],
 )  # fmt: skip
 def test_close_reward(
