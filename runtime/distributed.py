@@ -44,11 +44,13 @@ from learnloop.kafka.topics import TopicNames, ensure_kafka_topics
 from learnloop.modelstore.redis import RedisModelStore
 from learnloop.persona_models_redis import RedisPersonaModelStore
 from learnloop.persona_online import online_prefix
+from learnloop.personalizer_store_redis import RedisPersonalizerStore
 from learnloop.profile_store_redis import RedisProfileStore
 from learnloop.settings import Settings
 from learnloop.shutdown import on_stop_signal
 from learnloop.telemetry import metrics_endpoint
 from runtime.http_server import serve_http
+from runtime.personalizer_jobs import SubprocessJobLauncher
 
 log = logging.getLogger("learnloop")
 
@@ -63,9 +65,12 @@ class DistributedApi:
     decision_points: RedisDecisionPointStore
     models: RedisModelStore
     redis: aioredis.Redis
+    jobs: SubprocessJobLauncher | None = None  # Personalizer evaluations of this replica
 
     async def close(self) -> None:
         try:
+            if self.jobs is not None:
+                await self.jobs.aclose()  # a job still running records that it was canceled
             await self.events.close()
         finally:
             await self.models.close()
@@ -97,6 +102,8 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
     catboost = RedisPersonaModelStore(redis, settings.redis_prefix)
     river = RedisPersonaModelStore(redis, online_prefix(settings))
     flags = RedisFlagStore(redis, settings.redis_prefix)
+    personalizer = RedisPersonalizerStore(redis, settings.redis_prefix)
+    jobs = SubprocessJobLauncher(settings, personalizer)
     try:
         app = create_app(
             settings,
@@ -109,6 +116,8 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
             persona_models=catboost,
             online_persona_models=river,
             flags=flags,
+            personalizer=personalizer,
+            personalizer_jobs=jobs,
         )
     except BaseException:
         await events.close()
@@ -118,7 +127,7 @@ async def open_api(settings: Settings, clock: Clock | None = None) -> Distribute
     app.state.persona_models.listen(catboost.watch)
     app.state.persona_models.listen(river.watch)
     app.state.flags.listen(flags.watch)
-    return DistributedApi(settings, app, events, decision_points, models, redis)
+    return DistributedApi(settings, app, events, decision_points, models, redis, jobs)
 
 
 async def prepare_backends(settings: Settings) -> None:

@@ -15,6 +15,8 @@ all of them::
     data/profiles.sqlite            user profiles (bulk imports, real-time updates of the
                                     loop process and their checkpoint)
     data/audit.sqlite               who promoted or rolled back which model, and why
+    data/personalizer.sqlite        the Personalizer-compatible API's settings, evaluations
+                                    and feature-importance jobs (every API worker reads it)
     data/models/<point>/            model releases and the current manifest
     data/personas/                  persona models (CatBoost; the API workers swap them in)
     data/personas/online/           river persona models the loop process learns from labels
@@ -48,6 +50,7 @@ from learnloop.flag_store_sqlite import SqliteFlagStore
 from learnloop.modelstore.local import LocalModelStore
 from learnloop.persona_models import open_persona_model_store
 from learnloop.persona_online import open_online_persona_model_store
+from learnloop.personalizer_store_sqlite import SqlitePersonalizerStore
 from learnloop.profile_runner import EmbeddedProfileRunner
 from learnloop.profile_store_sqlite import FILE_NAME as PROFILES_FILE
 from learnloop.profile_store_sqlite import SqliteProfileStore
@@ -57,6 +60,7 @@ from online_learner.embedded_runner import EmbeddedLearnerRunner
 from online_learner.metrics import LearnerMetrics
 from online_learner.persona_labels import PersonaLabelLearner
 from runtime.http_server import serve_http
+from runtime.personalizer_jobs import SubprocessJobLauncher
 from schemas.dsjson import to_dsjson
 from schemas.events import JoinedExample
 
@@ -113,6 +117,9 @@ async def serve_api_worker(settings: Settings, listener: socket.socket | None = 
     stores = open_stores(settings, checkpoints=False)
     audit = SqliteAuditLog(settings.data_dir / AUDIT_FILE)  # for POST /v1/models/…/rollback
     flags = SqliteFlagStore(settings.data_dir / FLAGS_FILE)
+    personalizer = SqlitePersonalizerStore.open(settings.data_dir)
+    # Evaluations and feature importances run in their own processes over the same files.
+    jobs = SubprocessJobLauncher(settings, personalizer)
     try:
         app = create_app(
             settings,
@@ -124,9 +131,13 @@ async def serve_api_worker(settings: Settings, listener: socket.socket | None = 
             persona_models=open_persona_model_store(settings),
             online_persona_models=open_online_persona_model_store(settings),
             flags=flags,
+            personalizer=personalizer,
+            personalizer_jobs=jobs,
         )
         await serve_http(app, settings, listener=listener)
     finally:
+        await jobs.aclose()  # a job still running records that it was canceled
+        await personalizer.close()
         await flags.close()
         await audit.close()
         await stores.close()
