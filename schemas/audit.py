@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from schemas.events import EventId, UtcTime
 
-AuditAction = Literal["promote", "rollback"]
+AuditAction = Literal["promote", "rollback", "import", "reset"]
 
 
 class DatasetReference(BaseModel):

@@ -23,8 +23,9 @@ SCHEMA_VERSION = 1
 
 Arm = Literal["learned", "baseline", "apprentice", "logging"]
 CloseReason = Literal["outcome", "default", "direct"]
-ReleaseSource = Literal["online", "promotion", "rollback"]
-"""Who made a model release: the online learner, ``learnloop offline promote``, or a rollback."""
+ReleaseSource = Literal["online", "promotion", "rollback", "import", "reset"]
+"""Who made a model release: the online learner, ``learnloop offline promote``, a rollback,
+or the Personalizer API's model import (``PUT model``) and reset (``DELETE model``)."""
 EventId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")]
 
 

@@ -7,9 +7,9 @@ from typing import Final, Protocol
 from schemas.api import StoredRelease
 from schemas.events import ModelRelease, ReleaseSource
 
-PINNED_SOURCES: Final[frozenset[ReleaseSource]] = frozenset({"promotion", "rollback"})
+PINNED_SOURCES: Final[frozenset[ReleaseSource]] = frozenset({"promotion", "rollback", "import"})
 """Releases whose model bytes are never pruned: what a person chose to serve stays
-restorable, however many online releases follow it."""
+restorable, however many online releases follow it (an imported model has no other copy)."""
 
 
 class ModelStore(Protocol):
