@@ -42,19 +42,22 @@ from offline_learner.importance import AblatedCandidate, Ablation, ContextKeys
 from offline_learner.replay import CandidateResult, evaluate
 from schemas.events import JoinedExample
 from schemas.personalizer_evaluations import (
+    BASELINE_POLICY,
+    ONLINE_POLICY,
+    OPTIMIZED_POLICY,
+    RANDOM_POLICY,
     FeatureScoreDoc,
     JobDocument,
     PolicyOutcome,
     PolicySource,
     SeriesPoint,
+    learning_args,
 )
 
-ONLINE: Final = "Online"
-BASELINE: Final = "Baseline"
-RANDOM: Final = "Random"
-OPTIMIZED: Final = "Offline experimentation"
-RESERVED_NAMES: Final = frozenset({ONLINE, BASELINE, RANDOM, OPTIMIZED})
-"""The names of the policies every evaluation has: a custom policy may not take one."""
+ONLINE: Final = ONLINE_POLICY
+BASELINE: Final = BASELINE_POLICY
+RANDOM: Final = RANDOM_POLICY
+OPTIMIZED: Final = OPTIMIZED_POLICY
 
 SEARCH_TRIALS: Final = 8
 SEARCH_SECONDS: Final = 300.0
@@ -67,12 +70,12 @@ POINTS: Final = 100
 
 def compute_evaluation(job: JobDocument, rows: Dataset) -> JobDocument:
     """The job with its ``results``, ``optimal_policy`` and counts filled in."""
-    online_args = job.online_arguments
+    online_args = learning_args(job.online_arguments)
     sources: dict[str, PolicySource] = {ONLINE: "Online", BASELINE: "Baseline", RANDOM: "Random"}
     arguments: dict[str, str] = {ONLINE: online_args, BASELINE: "", RANDOM: ""}
     candidates: list[Candidate] = [LoggedPolicy(ONLINE), Baseline(name=BASELINE), Uniform(RANDOM)]
     for policy in job.policies:
-        candidates.append(VWCandidate(policy.name, policy.arguments))
+        candidates.append(VWCandidate(policy.name, learning_args(policy.arguments)))
         sources[policy.name], arguments[policy.name] = "Custom", policy.arguments
     notes = []
     if job.optimize:
@@ -211,7 +214,7 @@ def context_leaves(examples: Iterable[JoinedExample], limit: int) -> list[tuple[
 
 def compute_importance(job: JobDocument, rows: Dataset) -> JobDocument:
     """The job with its ``feature_scores`` (descending) filled in."""
-    vw_args = job.online_arguments
+    vw_args = learning_args(job.online_arguments)
     leaves = context_leaves(rows, FEATURE_LIMIT)
     if not leaves:
         raise InvalidInput("the logged decisions of this range have no context features")

@@ -110,7 +110,8 @@ async def run_job(
     dataset: DatasetSource = default_dataset,
 ) -> JobDocument | None:
     """Run the job stored under ``(loop, kind, job_id)`` to its end; its final document
-    (``None`` when there is no such job, or it was deleted while running)."""
+    (``None`` when there is no such job, or it was deleted or ended by the API while it
+    ran). ``dataset`` makes the rows (tests pass their own)."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
     found = await store.get(loop, kind, job_id)
@@ -135,11 +136,19 @@ async def run_job(
                 + (f" (its logs were deleted at {begin.isoformat()})" if begin else "")
             )
         work = compute_evaluation if kind == "evaluation" else compute_importance
-        job = await asyncio.to_thread(work, job, rows)
-        job.status, job.message, job.error_code = "succeeded", None, None
+        job = await asyncio.wait_for(
+            asyncio.to_thread(work, job, rows), settings.personalizer_job_timeout_seconds
+        )
+        job.status, job.error_code = "succeeded", None
     except asyncio.CancelledError:
         job.status, job.message = "canceled", "the job was stopped before it finished"
         raise
+    except TimeoutError:
+        job.status, job.error_code = "timeout", "RequestTimeout"
+        job.message = (
+            f"the job ran longer than {settings.personalizer_job_timeout_seconds:g} s "
+            "(LEARNLOOP_PERSONALIZER_JOB_TIMEOUT_SECONDS)"
+        )
     except NoLogs as exc:
         job.status, job.error_code, job.message = "failed", "NoLogsExistInDateRange", str(exc)
     except InvalidInput as exc:
@@ -170,8 +179,10 @@ def _fewer_than_two(rows: Dataset) -> bool:
 async def _save_unless_deleted(
     store: PersonalizerStore, kind: JobKind, loop: str, job: JobDocument
 ) -> bool:
-    """Write the final document, unless the job was deleted meanwhile."""
-    if await store.get(loop, kind, job.id) is None:
+    """Write the final document, unless the job was deleted meanwhile or the API already
+    ended it (it timed out, or its heartbeat was missed): the answer clients saw stays."""
+    found = await store.get(loop, kind, job.id)
+    if found is None or found.get("status") != "running":
         return False
     await store.put(loop, kind, job.id, job.model_dump(mode="json"))
     return True

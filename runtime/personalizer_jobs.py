@@ -177,20 +177,21 @@ async def open_personalizer_store(settings: Settings) -> AsyncIterator[Personali
 # -- the job process -----------------------------------------------------------------------
 
 
-async def _main(kind: str, loop: str, job_id: str) -> int:
+async def _main(kind: JobKind, loop: str, job_id: str) -> int:
     settings = Settings()
     async with open_personalizer_store(settings) as store:
-        task = asyncio.ensure_future(run_job(cast(JobKind, kind), loop, job_id, settings, store))
-        stop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(run_job(kind, loop, job_id, settings, store))
+        events = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            stop.add_signal_handler(sig, task.cancel)
+            events.add_signal_handler(sig, task.cancel)
         try:
-            await task
+            job = await task
         except asyncio.CancelledError:
-            canceled = True
+            job = None
+            stopped = True
         else:
-            canceled = False
-    if canceled:  # the computing thread cannot be stopped: leave without waiting for it
+            stopped = job is not None and job.status == "timeout"
+    if stopped:  # the computing thread cannot be stopped: leave without waiting for it
         logging.shutdown()
         os._exit(143)
     return 0
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.cli_common import setup_logging
 
     setup_logging(os.environ.get("LEARNLOOP_LOG_LEVEL", "INFO"))
-    return asyncio.run(_main(args[0], args[1], args[2]))
+    return asyncio.run(_main(cast(JobKind, args[0]), args[1], args[2]))
 
 
 if __name__ == "__main__":

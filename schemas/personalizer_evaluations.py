@@ -44,6 +44,31 @@ class _Wire(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
+INPUT_FORMAT_ARGS = frozenset({"--dsjson", "--json"})
+"""VW flags that name an input format, not a learning setting: Personalizer's learning
+settings carry ``--dsjson`` (its log format); learnloop feeds VW text lines, and VW
+given ``--dsjson`` would parse them as JSON."""
+
+
+def learning_args(arguments: str) -> str:
+    """Personalizer learning settings as learnloop's ``vw_args`` (input formats dropped).
+
+    >>> learning_args("--cb_explore_adf --epsilon 0.2 --dsjson --cb_type ips")
+    '--cb_explore_adf --epsilon 0.2 --cb_type ips'
+    """
+    return " ".join(w for w in arguments.split() if w not in INPUT_FORMAT_ARGS)
+
+
+ONLINE_POLICY = "Online"
+BASELINE_POLICY = "Baseline"
+RANDOM_POLICY = "Random"
+OPTIMIZED_POLICY = "Offline experimentation"
+BUILT_IN_POLICIES = frozenset({ONLINE_POLICY, BASELINE_POLICY, RANDOM_POLICY, OPTIMIZED_POLICY})
+"""The policies every evaluation reports beside the custom ones (a custom policy may not
+take one of these names): what the loop logged, the first action, uniform random, and
+what policy optimization found."""
+
+
 # -- requests ----------------------------------------------------------------------------
 
 
