@@ -289,6 +289,14 @@ def _candidates(actions: Sequence[Action], taken: set[str], plan: SlotPlan) -> l
     return sorted(free, key=lambda a: a.id != plan.baseline)  # stable: the rest keep order
 
 
+def _slot_features(context: Features, plan: SlotPlan) -> Features:
+    """The event's context plus the slot's id and (namespace ``slot``) features."""
+    features: Features = {**context, SLOT_ID_FEATURE: plan.slot_id}
+    if plan.features:
+        features[SLOT_NS] = plan.features
+    return features
+
+
 async def rank_multislot(
     decider: Decider, loop: str, body: MultiSlotRankRequest
 ) -> tuple[MultiSlotRankResponse, datetime]:
@@ -305,18 +313,24 @@ async def rank_multislot(
     if body.event_id is not None:
         check_event_id(body.event_id, room)
     event_id = body.event_id or new_event_id()
+    # Every slot's decision is built (and so validated) before the first one is logged.
+    requests = [
+        _request(
+            loop,
+            _slot_features(context, plan),
+            actions,
+            [],
+            slot_event_id(event_id, index),
+            body.defer_activation,
+        )
+        for index, plan in enumerate(plans)
+    ]
     taken: set[str] = set()
     slots: list[SlotResponse] = []
     first: datetime | None = None
-    for index, plan in enumerate(plans):
-        features: Features = {**context, SLOT_ID_FEATURE: plan.slot_id}
-        if plan.features:
-            features[SLOT_NS] = plan.features
-        candidates = _candidates(actions, taken, plan)
-        request = _request(
-            loop, features, candidates, [], slot_event_id(event_id, index), body.defer_activation
-        )
-        record = await decider.decide(request)
+    for plan, request in zip(plans, requests, strict=True):
+        candidates = _candidates(actions, taken, plan)  # a subset of the validated actions
+        record = await decider.decide(request.model_copy(update={"actions": candidates}))
         chosen = record.chosen_action
         if record.features.get(SLOT_ID_FEATURE) != plan.slot_id or chosen in taken:
             raise PersonalizerError(
