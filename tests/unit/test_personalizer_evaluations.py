@@ -464,3 +464,39 @@ def test_subprocess_launcher_runs_the_job_over_the_sqlite_log(data_dir: Path) ->
     assert job.pid and job.host and job.finished and job.n == ROWS
     assert [r.name for r in job.results] == ["Online", "Baseline", "Random"]
     assert job.optimal_policy == "Online"
+
+
+def test_policy_optimization_finds_and_applies_better_settings(harness: Harness) -> None:
+    body = contract("optimized", policies=[], enablePolicyOptimization=True)
+    assert preview_put(harness, "evaluations/opt", body).status_code == 200
+    got = harness.client.get("/personalizer/evaluations/opt", params={**PV, **RANGE}).json()
+    assert got["status"] == "Succeeded", got.get("description")
+    found = {r["policySource"]: r for r in got["content"]["value"]}
+    assert set(found) == {"Online", "Baseline", "Random", "OfflineExperimentation"}
+    best = found["OfflineExperimentation"]
+    assert best["name"] == got["optimalPolicy"] == "Offline experimentation"
+    assert best["summary"]["confidenceInterval"][0] > found["Online"]["summary"]["expectedReward"]
+    apply = {"evaluationId": "opt", "policyName": got["optimalPolicy"]}
+    response = harness.client.post(
+        "/personalizer/configurations/applyFromEvaluation", params=PV, json=apply
+    )
+    assert response.status_code == 204, response.text
+    assert vw_args(harness) == best["arguments"]
+    reset = {"evaluationId": "opt", "policyName": "Online"}
+    harness.client.post("/personalizer/configurations/applyFromEvaluation", params=PV, json=reset)
+    assert vw_args(harness) == PERSONALIZER_VW_ARGS
+
+
+def test_evaluation_routes_need_the_admin_key(data_dir: Path) -> None:
+    with running_app(data_dir=data_dir, admin_api_key="admin-key") as h:
+        anonymous = h.client.get("/personalizer/evaluations", params=PV)
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["code"] == "401"
+        keyed = h.client.get(
+            "/personalizer/evaluations",
+            params=PV,
+            headers={"Ocp-Apim-Subscription-Key": "admin-key"},
+        )
+        assert keyed.status_code == 200 and keyed.json() == {"value": []}
+        v1 = h.client.post("/personalizer/v1.0/evaluations", json=contract())
+        assert v1.status_code == 401
