@@ -4,6 +4,8 @@ and, in the preview API only (v1.0 has none), their ``multislot/`` versions.
 They need a client key. A reward is a learnloop direct reward (``RewardEvent``), an
 activation learnloop's ``ActivationEvent``; both are refused with nothing logged when
 the event is not a decision of this loop (404) or the reward is outside -1..1 (400).
+Events name their loop without creating it: a reward sent to a mistyped loop is a 404,
+not a new decision point.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from app.decide import Decider
 from app.event_writer import EventWriter
 from app.feedback import FeedbackRecorder
 from app.personalizer import rank as ranking
-from app.personalizer.deps import ClientKey, Loop
+from app.personalizer.deps import ClientKey, Loop, LoopName
 from app.personalizer.errors import PersonalizerError
 from app.personalizer.log_span import note_ranked
 from learnloop.eventlog.base import Streams
@@ -89,20 +91,20 @@ async def rank(body: RankRequest, request: Request, loop: Loop) -> RankResponse:
 
 @router.post("/events/{eventId}/reward", status_code=_NO_CONTENT, response_class=Response)
 async def reward(
-    event_id: EventIdPath, body: RewardRequest, request: Request, loop: Loop
+    event_id: EventIdPath, body: RewardRequest, request: Request, loop: LoopName
 ) -> Response:
     """A reward for a ranked event: a learnloop direct reward."""
     _check_value(body.value)
-    if not await _is_decision(request, loop.name, event_id):
+    if not await _is_decision(request, loop, event_id):
         raise _unknown(event_id)
     await _feedback(request).reward(event_id, LearnloopReward(value=body.value))
     return Response(status_code=_NO_CONTENT)
 
 
 @router.post("/events/{eventId}/activate", status_code=_NO_CONTENT, response_class=Response)
-async def activate(event_id: EventIdPath, request: Request, loop: Loop) -> Response:
+async def activate(event_id: EventIdPath, request: Request, loop: LoopName) -> Response:
     """The ranked event was shown (after ``deferActivation``): learnloop's activation."""
-    if not await _is_decision(request, loop.name, event_id):
+    if not await _is_decision(request, loop, event_id):
         raise _unknown(event_id, "InvalidEventIdToActivate")
     await _feedback(request).activate(event_id)
     return Response(status_code=_NO_CONTENT)
@@ -151,10 +153,10 @@ async def reward_multislot(
     event_id: EventIdPath,
     body: MultiSlotRewardRequest,
     request: Request,
-    loop: Loop,
+    loop: LoopName,
 ) -> Response:
     """A reward per slot: a learnloop direct reward on each slot's decision."""
-    slots = await ranking.slot_decisions(_writer(request), loop.name, event_id)
+    slots = await ranking.slot_decisions(_writer(request), loop, event_id)
     if not slots:
         raise _unknown(event_id)
     feedback = _feedback(request)
@@ -166,9 +168,9 @@ async def reward_multislot(
 @preview_router.post(
     "/multislot/events/{eventId}/activate", status_code=_NO_CONTENT, response_class=Response
 )
-async def activate_multislot(event_id: EventIdPath, request: Request, loop: Loop) -> Response:
+async def activate_multislot(event_id: EventIdPath, request: Request, loop: LoopName) -> Response:
     """The multi-slot event was shown: every slot's decision is activated."""
-    slots = await ranking.slot_decisions(_writer(request), loop.name, event_id)
+    slots = await ranking.slot_decisions(_writer(request), loop, event_id)
     if not slots:
         raise _unknown(event_id, "InvalidEventIdToActivate")
     feedback = _feedback(request)

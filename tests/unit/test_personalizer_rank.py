@@ -522,3 +522,12 @@ def test_logged_decisions_are_learnloop_contract_events(h: Harness) -> None:
     multislot(h)
     for value in h.stream(Streams.DECISIONS):
         DecisionEvent.model_validate_json(value)
+
+
+def test_events_at_an_unknown_loop_create_no_decision_point(h: Harness) -> None:
+    prefix = "/loops/typo/personalizer"
+    assert_refused(post(h, "events/x/reward", {"value": 1}, prefix=prefix), 404, "ResourceNotFound")
+    assert_refused(
+        post(h, "multislot/events/x/activate", prefix=prefix), 404, "InvalidEventIdToActivate"
+    )
+    assert h.client.portal.call(h.decision_points.get, "typo") is None  # type: ignore[union-attr]
