@@ -438,28 +438,7 @@ def test_feature_importance_ranks_the_feature_that_decides_the_reward_first(
 
 
 def test_subprocess_launcher_runs_the_job_over_the_sqlite_log(data_dir: Path) -> None:
-    async def scenario() -> dict[str, Any] | None:
-        settings = Settings(data_dir=data_dir)
-        store = SqlitePersonalizerStore.open(data_dir)
-        job = JobDocument(
-            id="sub-1", kind="evaluation", name="sub", start_time=LOG_START,
-            end_time=LOG_START + timedelta(days=1), creation_time=datetime.now(UTC),
-            job_id="j", online_arguments=PERSONALIZER_VW_ARGS,
-        )  # fmt: skip
-        await store.put(LOOP, "evaluation", job.id, job.model_dump(mode="json"))
-        launcher = SubprocessJobLauncher(settings, store)
-        await launcher.launch("evaluation", LOOP, job.id)
-        deadline = time.monotonic() + 60
-        while launcher.running and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        await launcher.aclose()
-        found = await store.get(LOOP, "evaluation", job.id)
-        await store.close()
-        return found
-
-    found = asyncio.run(scenario())
-    assert found is not None
-    job = JobDocument.model_validate(found)
+    job = asyncio.run(_launch_and_wait(Settings(data_dir=data_dir), _job("sub-1")))
     assert job.status == "succeeded", job.message
     assert job.pid and job.host and job.finished and job.n == ROWS
     assert [r.name for r in job.results] == ["Online", "Baseline", "Random"]
@@ -500,3 +479,39 @@ def test_evaluation_routes_need_the_admin_key(data_dir: Path) -> None:
         assert keyed.status_code == 200 and keyed.json() == {"value": []}
         v1 = h.client.post("/personalizer/v1.0/evaluations", json=contract())
         assert v1.status_code == 401
+
+
+async def _launch_and_wait(settings: Settings, job: JobDocument, **launcher: Any) -> JobDocument:
+    store = SqlitePersonalizerStore.open(settings.data_dir)
+    try:
+        await store.put(LOOP, "evaluation", job.id, job.model_dump(mode="json"))
+        jobs = SubprocessJobLauncher(settings, store, **launcher)
+        await jobs.launch("evaluation", LOOP, job.id)
+        deadline = time.monotonic() + 60
+        while jobs.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await jobs.aclose()
+        return JobDocument.model_validate(await store.get(LOOP, "evaluation", job.id))
+    finally:
+        await store.close()
+
+
+def _job(job_id: str) -> JobDocument:
+    return JobDocument(
+        id=job_id, kind="evaluation", name=job_id, start_time=LOG_START,
+        end_time=LOG_START + timedelta(days=1), creation_time=datetime.now(UTC),
+        job_id="j", online_arguments=PERSONALIZER_VW_ARGS,
+    )  # fmt: skip
+
+
+def test_a_child_that_dies_before_writing_leaves_its_job_failed(data_dir: Path) -> None:
+    job = asyncio.run(_launch_and_wait(Settings(data_dir=data_dir), _job("dead"), python="false"))
+    assert job.status == "failed"
+    assert job.message == "the job process exited with code 1"
+
+
+def test_a_job_past_its_time_out_records_timeout_and_its_process_exits(data_dir: Path) -> None:
+    settings = Settings(data_dir=data_dir, personalizer_job_timeout_seconds=0.001)
+    job = asyncio.run(_launch_and_wait(settings, _job("slow")))
+    assert job.status == "timeout" and job.error_code == "RequestTimeout"
+    assert "0.001 s" in (job.message or "")
