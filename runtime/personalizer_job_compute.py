@@ -13,6 +13,9 @@ search found (``Offline experimentation``, fitted on the earlier 70 % and ranked
 later 30 % of the rows, :func:`offline_learner.search.optimize`). The optimal policy is
 the one with learning settings whose interval's lower bound is highest.
 
+A multi-slot loop's decisions (one per slot, each with its ``slot_id`` context feature)
+are evaluated all together and, for each slot, on their own (results with a ``slotId``).
+
 The time series are the replay's cumulative estimates (at most 100 points). The replay
 keeps only the final interval, so a point after ``n`` of ``N`` decisions carries the
 final half-width scaled by ``sqrt(N / n)``: a CLT interval narrows as one over the root
@@ -30,11 +33,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, Final
 
+from app.personalizer.rank import SLOT_ID_FEATURE
 from learnloop.errors import InvalidInput
 from offline_learner.candidates import Baseline, Candidate, LoggedPolicy, Uniform, VWCandidate
 from offline_learner.dataset import Dataset
@@ -66,6 +71,8 @@ SEARCH_MIN_ROWS: Final = 50
 FEATURE_LIMIT: Final = 20
 """Context features ablated at most (the most frequent): each costs a VW learner."""
 POINTS: Final = 100
+MAX_SLOTS: Final = 10
+"""Slots of a multi-slot loop reported on their own at most (each costs a replay)."""
 
 
 def compute_evaluation(job: JobDocument, rows: Dataset) -> JobDocument:
@@ -97,6 +104,18 @@ def compute_evaluation(job: JobDocument, rows: Dataset) -> JobDocument:
             _outcome(candidate, sources[candidate.name], arguments[candidate.name], result.n)
         )
     job.optimal_policy = _optimal(job.results)
+    for slot in slot_ids(rows):  # a multi-slot loop: each slot's decisions on their own
+        part = Dataset.from_examples(partial(_of_slot, rows, slot), f"{rows.source} [{slot}]")
+        try:
+            per_slot = evaluate(
+                part, candidates, estimators=("IPS", "SNIPS"), primary="SNIPS",
+                reference=ONLINE, points=POINTS,
+            )  # fmt: skip
+        except InvalidInput:  # fewer than 2 of its decisions activated
+            continue
+        for c in per_slot.candidates:
+            got = _outcome(c, sources[c.name], arguments[c.name], per_slot.n)
+            job.results.append(got.model_copy(update={"slot_id": slot}))
     job.message = " ".join(notes) or None
     return job
 
@@ -133,12 +152,34 @@ def _outcome(got: CandidateResult, source: PolicySource, arguments: str, n: int)
     )
 
 
+def slot_ids(examples: Iterable[JoinedExample]) -> list[str]:
+    """The slot ids of a multi-slot loop's decisions (the ``slot_id`` context feature its
+    multi-slot rank logs), in order of first appearance, at most :data:`MAX_SLOTS`."""
+    seen: dict[str, None] = {}
+    for example in examples:
+        slot = example.decision.context.features.get(SLOT_ID_FEATURE)
+        if isinstance(slot, str) and slot not in seen:
+            seen[slot] = None
+            if len(seen) >= MAX_SLOTS:
+                break
+    return list(seen)
+
+
+def _of_slot(rows: Dataset, slot: str) -> Iterator[JoinedExample]:
+    return (e for e in rows if e.decision.context.features.get(SLOT_ID_FEATURE) == slot)
+
+
 def _optimal(results: list[PolicyOutcome]) -> str | None:
     """The policy with learning settings (so it can be applied) whose estimate's lower
-    bound is highest; the online policy wins ties (nothing to change)."""
+    bound over all decisions is highest; the online policy wins ties (nothing to change)."""
     best: tuple[float, int, str] | None = None
     for order, r in enumerate(results):
-        if not r.arguments or r.lower is None or not math.isfinite(r.lower):
+        if (
+            r.slot_id is not None
+            or not r.arguments
+            or r.lower is None
+            or not math.isfinite(r.lower)
+        ):
             continue
         key = (r.lower, -order if r.name != ONLINE else 1, r.name)
         if best is None or key[:2] > best[:2]:

@@ -30,11 +30,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
-def _as_utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
+    """A time in UTC; one without an offset is taken to be UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-Time = Annotated[datetime, AfterValidator(_as_utc)]
+Time = Annotated[datetime, AfterValidator(as_utc)]
 Name = Annotated[str, Field(max_length=256)]
 
 
@@ -139,6 +140,8 @@ class PolicyOutcome(BaseModel):
     name: str
     arguments: str
     source: PolicySource
+    slot_id: str | None = None
+    """The slot of a multi-slot loop this result is for; ``None``: all decisions."""
     value: float | None
     lower: float | None
     upper: float | None
@@ -262,6 +265,7 @@ class TimeSeries(_Wire):
 
 class PreviewPolicyResult(_Wire):
     name: str
+    slot_id: str | None = None
     arguments: str
     policy_source: PolicySource
     summary: Summary | None = None

@@ -162,8 +162,9 @@ def v1_evaluation(job: JobDocument) -> dict[str, Any]:
     ``ipsEstimatorNumerator`` the weighted reward sum, so ``numerator / snips
     denominator`` is the SNIPS estimate; ``confidenceInterval`` is its 95 % half-width.
     """
-    if job.results:
-        results = [_v1_result(r, job.last_event or job.end_time) for r in job.results]
+    if job.results:  # v1.0 had no multi-slot: the overall results only
+        end = job.last_event or job.end_time
+        results = [_v1_result(r, end) for r in job.results if r.slot_id is None]
     else:
         results = [V1PolicyResult(name=p.name, arguments=p.arguments) for p in job.policies]
     return _json(
@@ -273,6 +274,7 @@ def preview_evaluation(
             value.append(
                 PreviewPolicyResult(
                     name=r.name,
+                    slot_id=r.slot_id,
                     arguments=r.arguments,
                     policy_source=r.source,
                     summary=summary,

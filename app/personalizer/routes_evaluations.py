@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from app.personalizer import evaluation_views as views
@@ -43,6 +44,7 @@ from schemas.personalizer_evaluations import (
     PolicyContract,
     PolicyReferenceContract,
     PreviewEvaluationContract,
+    as_utc,
     learning_args,
 )
 
@@ -236,7 +238,7 @@ async def create_evaluation_v1(
     )  # fmt: skip
     await _start(request, store, config.name, job, "EvaluationAlreadyExists")
     location = f"{str(request.url.replace(query='')).rstrip('/')}/{job.id}"
-    return _json_response(views.v1_evaluation(job), 201, {"Location": location})
+    return JSONResponse(views.v1_evaluation(job), 201, {"Location": location})
 
 
 @stable_router.get("/evaluations", summary="All offline evaluations (a JSON array)")
@@ -307,8 +309,8 @@ async def get_evaluation(
             400, "BadRequest", f"intervalInMinutes {interval} must be one of {views.INTERVALS}"
         )
     job = await _read(request, store, loop, "evaluation", job_id)
-    start = _utc(start_time) if start_time is not None else job.start_time
-    end = _utc(end_time) if end_time is not None else job.end_time
+    start = as_utc(start_time) if start_time is not None else job.start_time
+    end = as_utc(end_time) if end_time is not None else job.end_time
     return views.preview_evaluation(job, start, end, interval, window)
 
 
@@ -372,11 +374,12 @@ async def apply_from_evaluation(
             f"evaluation {job.id!r} is {views.preview_details(job)['status']}: only a "
             "succeeded evaluation's learning settings can be applied",
         )
-    found = [r for r in job.results if r.name == reference.policy_name] or [
-        r for r in job.results if r.name.lower() == reference.policy_name.lower()
+    overall = [r for r in job.results if r.slot_id is None]
+    found = [r for r in overall if r.name == reference.policy_name] or [
+        r for r in overall if r.name.lower() == reference.policy_name.lower()
     ]
     if len(found) != 1 or not found[0].arguments:
-        names = [r.name for r in job.results if r.arguments]
+        names = [r.name for r in overall if r.arguments]
         raise PersonalizerError(
             404,
             "LearningSettingsNotFound",
@@ -392,13 +395,3 @@ async def apply_from_evaluation(
         await request.app.state.decision_points.put(updated)
         await request.app.state.registry.refresh(config.name)
     return Response(status_code=204)
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _json_response(content: Any, status: int, headers: dict[str, str]) -> Response:
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse(content, status_code=status, headers=headers)

@@ -20,17 +20,20 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from app.personalizer import evaluation_views as views
 from app.personalizer.loop import PERSONALIZER_VW_ARGS
 from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.kafka.codec import to_append
 from learnloop.personalizer_store import PersonalizerStore
 from learnloop.personalizer_store_sqlite import SqlitePersonalizerStore
 from learnloop.settings import Settings
+from offline_learner.dataset import Dataset
+from runtime.personalizer_job_compute import compute_evaluation
 from runtime.personalizer_job_run import run_job
 from runtime.personalizer_jobs import SubprocessJobLauncher
 from schemas.events import DecisionEvent, JoinedExample
 from schemas.features import Action, Context
-from schemas.personalizer_evaluations import JobDocument
+from schemas.personalizer_evaluations import JobDocument, PolicyContract
 from tests.unit.test_api_harness import Harness, running_app
 
 LOOP = "personalizer"
@@ -515,3 +518,25 @@ def test_a_job_past_its_time_out_records_timeout_and_its_process_exits(data_dir:
     job = asyncio.run(_launch_and_wait(settings, _job("slow")))
     assert job.status == "timeout" and job.error_code == "RequestTimeout"
     assert "0.001 s" in (job.message or "")
+
+
+def test_a_multislot_loop_gets_each_slots_results_beside_the_overall_ones() -> None:
+    rows = []
+    for i, example in enumerate(synthetic(300, seed=5)):
+        features = {**example.decision.context.features, "slot_id": f"slot {i % 2}"}
+        decision = example.decision.model_copy(update={"context": Context(features=features)})
+        rows.append(example.model_copy(update={"decision": decision}))
+    job = _job("slots").model_copy(
+        update={"policies": [PolicyContract(name="c", arguments=CUSTOM)]}
+    )
+    done = compute_evaluation(job, Dataset.from_examples(rows))
+    by_slot: dict[str | None, list[str]] = {}
+    for result in done.results:
+        by_slot.setdefault(result.slot_id, []).append(result.name)
+    assert by_slot == {s: ["Online", "Baseline", "Random", "c"] for s in (None, "slot 0", "slot 1")}
+    assert {r.n for r in done.results if r.slot_id} == {150}
+    preview = views.preview_evaluation(done, LOG_START, LOG_START + timedelta(days=1))
+    slots = [r.get("slotId") for r in preview["content"]["value"]]
+    assert slots == [None] * 4 + ["slot 0"] * 4 + ["slot 1"] * 4
+    assert len(views.v1_evaluation(done)["policyResults"]) == 4
+    assert done.optimal_policy == "c"
