@@ -17,16 +17,14 @@ from fastapi import APIRouter, Request
 
 from app.personalizer.deps import AdminKey, Loop, LoopName, Store
 from app.personalizer.errors import PersonalizerError
+from app.personalizer.exploration import epsilon_of, explorer, with_epsilon
 from app.personalizer.loop import PERSONALIZER_VW_ARGS
 from app.personalizer.service_config import (
     ServiceSettings,
     apprentice_metrics,
-    epsilon_of,
     exploration_percentage,
-    explorer,
     plan_update,
     read_configuration,
-    with_epsilon,
 )
 from learnloop.clock import Clock
 from learnloop.errors import InvalidInput
