@@ -6,7 +6,8 @@ of the job's time range (the embedded event log, or the Kafka ``joined`` topic; 
 before the logs were last deleted), computes (:mod:`runtime.personalizer_job_compute`)
 and writes ``succeeded`` with the result, or ``failed`` with why. Any exception ends as
 ``failed``; a cancellation (SIGTERM) as ``canceled``; a job is never left ``running`` by
-its own process. A job deleted while it runs is not written back.
+its own process. A job deleted while it runs stops at its next heartbeat and is not
+written back.
 """
 
 from __future__ import annotations
@@ -90,11 +91,17 @@ async def _logs_begin(store: PersonalizerStore, loop: str) -> datetime | None:
     return datetime.fromisoformat(cleared) if isinstance(cleared, str) else None
 
 
-async def _heartbeat(store: PersonalizerStore, kind: JobKind, loop: str, job_id: str) -> None:
+async def _heartbeat(
+    store: PersonalizerStore, kind: JobKind, loop: str, job_id: str, stop: Callable[[], object]
+) -> None:
+    """Beat every :data:`HEARTBEAT_SECONDS`; ``stop`` the job once its document is gone
+    (deleted) or no longer ``running`` (the API ended it): nobody wants its answer."""
     while True:
         await asyncio.sleep(HEARTBEAT_SECONDS)
         found = await store.get(loop, kind, job_id)
         if found is None or found.get("status") != "running":
+            log.info("Personalizer %s job %s was deleted or ended: stopping", kind, job_id)
+            stop()
             return
         found["heartbeat"] = _now().isoformat()
         await store.put(loop, kind, job_id, found)
@@ -124,7 +131,9 @@ async def run_job(
     job.pid, job.host = os.getpid(), socket.gethostname()
     job.started = job.heartbeat = _now()
     await store.put(loop, kind, job_id, job.model_dump(mode="json"))
-    beating = asyncio.create_task(_heartbeat(store, kind, loop, job_id))
+    job_task = asyncio.current_task()
+    stop = job_task.cancel if job_task is not None else (lambda: None)
+    beating = asyncio.create_task(_heartbeat(store, kind, loop, job_id, stop))
     try:
         begin = await _logs_begin(store, loop)
         start = max(job.start_time, begin) if begin is not None else job.start_time

@@ -10,6 +10,7 @@ a job is finished when its create call returns. One test starts the real
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -24,10 +25,11 @@ from app.personalizer import evaluation_views as views
 from app.personalizer.loop import PERSONALIZER_VW_ARGS
 from learnloop.eventlog.sqlite import SqliteEventLog
 from learnloop.kafka.codec import to_append
-from learnloop.personalizer_store import PersonalizerStore
+from learnloop.personalizer_store import MemoryPersonalizerStore, PersonalizerStore
 from learnloop.personalizer_store_sqlite import SqlitePersonalizerStore
 from learnloop.settings import Settings
 from offline_learner.dataset import Dataset
+from runtime import personalizer_job_run as job_run
 from runtime.personalizer_job_compute import compute_evaluation
 from runtime.personalizer_job_run import run_job
 from runtime.personalizer_jobs import SubprocessJobLauncher
@@ -540,3 +542,33 @@ def test_a_multislot_loop_gets_each_slots_results_beside_the_overall_ones() -> N
     assert slots == [None] * 4 + ["slot 0"] * 4 + ["slot 1"] * 4
     assert len(views.v1_evaluation(done)["policyResults"]) == 4
     assert done.optimal_policy == "c"
+
+
+def test_a_job_deleted_while_running_stops_and_is_not_written_back(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    monkeypatch.setattr(job_run, "HEARTBEAT_SECONDS", 0.05)
+
+    def slow(settings: Settings, loop: str, start: datetime, end: datetime) -> Dataset:
+        def rows() -> Iterator[JoinedExample]:
+            for example in synthetic(40):
+                time.sleep(0.02)
+                yield example
+
+        return Dataset.from_examples(rows)
+
+    async def scenario() -> None:
+        store = MemoryPersonalizerStore()
+        job = _job("deleted")
+        await store.put(LOOP, "evaluation", job.id, job.model_dump(mode="json"))
+        running = asyncio.create_task(
+            run_job("evaluation", LOOP, job.id, Settings(data_dir=data_dir), store, dataset=slow)
+        )
+        await asyncio.sleep(0.3)
+        assert (await store.get(LOOP, "evaluation", job.id) or {})["pid"] == os.getpid()
+        await store.delete(LOOP, "evaluation", job.id)
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(running, 5)
+        assert await store.get(LOOP, "evaluation", job.id) is None
+
+    asyncio.run(scenario())
