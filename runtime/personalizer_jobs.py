@@ -19,6 +19,7 @@ does not kill it); :meth:`SubprocessJobLauncher.aclose` stops the ones still run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -35,6 +36,9 @@ from runtime.personalizer_job_run import KINDS, mark_failed, run_job
 from runtime.processes import settings_env
 
 log = logging.getLogger("learnloop.personalizer.jobs")
+
+JOB_NICENESS = 10
+"""A job replays for minutes on the API's machine: it yields the CPU to serving."""
 
 __all__ = ["SubprocessJobLauncher", "main", "open_personalizer_store", "run_job"]
 
@@ -209,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     from runtime.cli_common import setup_logging
 
     setup_logging(os.environ.get("LEARNLOOP_LOG_LEVEL", "INFO"))
+    with contextlib.suppress(OSError):
+        os.nice(JOB_NICENESS)  # the API workers' requests come first
     return asyncio.run(_main(cast(JobKind, args[0]), args[1], args[2]))
 
 
