@@ -6,11 +6,9 @@ real time (the service stamps each rank with its own clock, and a reward wait of
 is the shortest Personalizer allows), on the default ``/personalizer`` loop. Over the
 last quarter the service must choose the rewarded article well above chance (1/3).
 
-The learning settings are Personalizer's defaults with a learning rate of 0.1 instead
-of 0.001: with 0.001 raw VW itself needs thousands of events to separate three kinds
-reliably (five seeds of 600 events with this run's delay ended between 0.39 and 0.87),
-which no test of a minute can show. A team that migrates keeps its own settings; this
-one is set through ``update_policy``, as a team would after an evaluation.
+The loop keeps its default learning settings (``PERSONALIZER_VW_ARGS``: Personalizer's
+epsilon-greedy explorer with VW's own learning rate; Personalizer's constant
+``-l 0.001`` needs thousands of events here, ``bench/personalizer_learning.py``).
 
 The anchor is raw VW (``vowpalwabbit.Workspace``) with the same arguments on the same
 sequence of users, learning each event once the same wait has passed on the service's
@@ -19,6 +17,7 @@ wall-clock times: what a bandit with this delay can learn of this traffic.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 import pytest
 import vowpalwabbit
 
+from app.personalizer.loop import PERSONALIZER_VW_ARGS
 from runtime.processes import ServiceProcess
 from tests.integration.personalizer_deployment import (
     FAST_LOOP_ENV,
@@ -37,13 +37,10 @@ from tests.integration.personalizer_deployment import (
 
 pytestmark = pytest.mark.integration
 
-SEED = 20260301
+# Another seed for a measurement: PERSONALIZER_LEARNING_SEED=7 pytest this file -s.
+SEED = int(os.environ.get("PERSONALIZER_LEARNING_SEED", "20260301"))
 ROUNDS = 420
 RATE = 14.0  # rounds per second: ~6 s of model delay is ~85 rounds
-POLICY = {
-    "name": "faster learning rate",
-    "arguments": "--cb_explore_adf --epsilon 0.2 --power_t 0 -l 0.1 --cb_type mtr -q ::",
-}
 KINDS = "abc"
 ACTIONS = ["x", "y", "z"]
 BEST = dict(zip(KINDS, ACTIONS, strict=True))
@@ -65,7 +62,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 
 def anchor(kinds: list[str], times: list[float], delay: float, seed: int) -> list[bool]:
     """Raw VW on the same users at the same times: whether it chose the best article."""
-    vw = vowpalwabbit.Workspace(POLICY["arguments"] + " --quiet")
+    vw = vowpalwabbit.Workspace(PERSONALIZER_VW_ARGS + " --quiet")
     rng = random.Random(seed)
     waiting: list[tuple[float, list[str]]] = []
     hits = []
@@ -99,8 +96,8 @@ def test_the_client_sees_the_best_article_chosen_well_above_chance(
     deployment: Deployment,
 ) -> None:
     client, admin = deployment.loop(None)  # the default loop, at {endpoint}/personalizer
-    assert admin.update_policy(POLICY)["arguments"] == POLICY["arguments"]
-    deployment.settle()  # the join reads the 5 s wait, the worker serves the new policy
+    assert admin.get_policy()["arguments"] == PERSONALIZER_VW_ARGS
+    deployment.settle()  # the join reads the 5 s wait
     users = random.Random(SEED)
     kinds = [users.choice(KINDS) for _ in range(ROUNDS)]
     times: list[float] = []
@@ -126,7 +123,7 @@ def test_the_client_sees_the_best_article_chosen_well_above_chance(
         f"article {served:.2f}, raw VW {raw:.2f}, chance 0.33; the service learned "
         f"{model['examples_learned']} examples"
     )
-    assert model["vw_args"] == POLICY["arguments"]
+    assert model["vw_args"] == PERSONALIZER_VW_ARGS
     assert model["examples_learned"] >= ROUNDS // 2
     assert served >= 0.6, f"learnloop {served:.2f}, raw VW {raw:.2f}"
     assert served >= raw - 0.15, f"learnloop {served:.2f} far below raw VW {raw:.2f}"
