@@ -97,6 +97,10 @@ class LearnloopProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Self:
+        if self.running:
+            # A second start would leave the first process running with no one to stop
+            # it (``with process.start():`` starts twice: use ``with process:``).
+            raise RuntimeError(f"{self.command[3:5]} is already running: start it once")
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
             self.process = subprocess.Popen(

@@ -42,7 +42,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess
         "LEARNLOOP_CLIENT_API_KEYS": json.dumps([CLIENT_KEY]),
     }
     process = ServiceProcess(root / "data", env=env, log_file=root / "serve.log", workers=1)
-    with process.start():
+    with process:
         yield process
 
 

@@ -81,7 +81,7 @@ async def test_promote_swap_continue_and_roll_back_on_kafka_and_redis(
     async with (
         running_api(settings) as app,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
-        learner_worker(settings),
+        learner_worker(settings) as learner,
     ):
         await produce(producer, settings, [joined(HOME, n) for n in range(40)])
         before = await eventually(current_with(models, lambda r: r.examples_learned == 40), "v1")
@@ -100,7 +100,14 @@ async def test_promote_swap_continue_and_roll_back_on_kafka_and_redis(
         model = await eventually(served(api, lambda m: m["version"] == release.version), "swap")
         assert model["vw_args"] == NEW_ARGS and model["examples_learned"] == 60
 
-        # The learner continues from the promoted model with the examples that follow.
+        # The learner continues from the promoted model with the examples that follow. It
+        # adopts the promotion when it sees the new vw_args (a second at most); examples it
+        # learned before that are dropped with its old model, by design, so wait for it.
+        async def adopted() -> int | None:
+            version = learner.learner.version(HOME)
+            return version if version >= release.version else None
+
+        await eventually(adopted, "the learner adopting the promotion")
         await produce(producer, settings, [joined(HOME, n) for n in range(40, 70)])
         after = await eventually(
             current_with(models, lambda r: r.source == "online" and r.examples_learned == 90),
