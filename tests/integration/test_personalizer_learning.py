@@ -39,8 +39,8 @@ pytestmark = pytest.mark.integration
 
 # Another seed for a measurement: PERSONALIZER_LEARNING_SEED=7 pytest this file -s.
 SEED = int(os.environ.get("PERSONALIZER_LEARNING_SEED", "20260301"))
-ROUNDS = 420
-RATE = 14.0  # rounds per second: ~6 s of model delay is ~85 rounds
+ROUNDS = 300
+RATE = 20.0  # rounds per second: ~6 s of model delay is ~120 rounds
 KINDS = "abc"
 ACTIONS = ["x", "y", "z"]
 BEST = dict(zip(KINDS, ACTIONS, strict=True))

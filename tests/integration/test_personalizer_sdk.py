@@ -10,6 +10,7 @@ it was made. The traffic that must be joined (5 s reward wait) is sent once by t
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -116,6 +117,7 @@ def traffic(deployment: Deployment) -> Traffic:
             ]
         },
     )
+    clients["multislot"].activate_multi_slot("sdk-multislot")  # shown: harmless, recorded
 
     for n in range(12):
         answer = clients["apprentice"].rank(
@@ -173,9 +175,15 @@ async def test_deferred_activation_counts_only_the_activated_decision(
     ]
     joined = await deployment.wait_joined("deferred", {traffic.activated})
     assert joined[traffic.activated].reward == 1.0
-    # The other closes in the same instant of event time, dropped as never activated.
-    dropped = [json.loads(v) for v in await deployment.read(Streams.DROPPED)]
-    reasons = {d["event"].get("event_id"): d["reason"] for d in dropped}
+    # The other closes about then too, dropped as never activated (its window may close
+    # in a later step of the join than the activated one's: wait for it as well).
+    deadline = time.monotonic() + 30.0
+    while True:
+        dropped = [json.loads(v) for v in await deployment.read(Streams.DROPPED)]
+        reasons = {d["event"].get("event_id"): d["reason"] for d in dropped}
+        if traffic.never_activated in reasons or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.25)
     assert reasons.get(traffic.never_activated) == "not_activated"
     assert traffic.never_activated not in {e.event_id for e in await deployment.joined("deferred")}
 
@@ -192,6 +200,8 @@ async def test_multislot_rank_uses_each_action_once_and_rewards_each_slot(
     assert decisions, "the multi-slot rank logged no decision"
     examples = await deployment.wait_joined("multislot", {d.event_id for d in decisions})
     assert sorted(e.reward for e in examples.values()) == [0.5, 1.0]
+    activations = {json.loads(v)["event_id"] for v in await deployment.read(Streams.ACTIVATIONS)}
+    assert {d.event_id for d in decisions} <= activations  # one activate, every slot
 
 
 # -- configuration, policy, model ------------------------------------------------------
