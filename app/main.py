@@ -42,6 +42,7 @@ from app.flags import FlagService
 from app.metrics import ServiceMetrics
 from app.persona_serving import persona_serving, start_persona_tasks
 from app.personalizer import app as personalizer_app
+from app.personalizer.auto_optimize import AutoOptimizer
 from app.personalizer.jobs import JobLauncher
 from app.personas import PersonaResolver
 from app.pseudonyms import Pseudonyms
@@ -91,6 +92,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     except Exception:
         log.exception("initial flag load failed; the flag watcher keeps trying")
     watchers.append(asyncio.create_task(flags.watch(), name="learnloop-flag-watcher"))
+    if app.state.personalizer_jobs is not None:  # nothing could run an Auto evaluation
+        auto = AutoOptimizer.of_app(app.state)
+        watchers.append(asyncio.create_task(auto.watch(), name="learnloop-personalizer-auto"))
     try:
         yield
     finally:

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
         "personalizer"
     )
     personalizer_job_timeout_seconds: Annotated[float, Field(gt=0)] = 3_600.0
+    # How often each API worker looks for loops whose automatic optimization is due
+    # (isAutoOptimizationEnabled; app/personalizer/auto_optimize.py): a due run starts
+    # at most this late. Only one worker or replica starts each run.
+    personalizer_auto_check_seconds: Annotated[float, Field(gt=0)] = 60.0
 
     # Distributed mode.
     kafka_bootstrap: str = "127.0.0.1:9092"

@@ -7,7 +7,8 @@ before the logs were last deleted), computes (:mod:`runtime.personalizer_job_com
 and writes ``succeeded`` with the result, or ``failed`` with why. Any exception ends as
 ``failed``; a cancellation (SIGTERM) as ``canceled``; a job is never left ``running`` by
 its own process. A job deleted while it runs stops at its next heartbeat and is not
-written back.
+written back. A succeeded ``Auto`` evaluation then applies the optimized settings or
+keeps the online ones (:mod:`runtime.personalizer_auto_apply`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from learnloop.errors import InvalidInput
 from learnloop.personalizer_store import PersonalizerStore
 from learnloop.settings import Settings
 from offline_learner.dataset import Dataset
+from runtime.personalizer_auto_apply import Settle, settle_with
 from runtime.personalizer_job_compute import compute_evaluation, compute_importance
 from schemas.personalizer_evaluations import JobDocument, JobStatus
 
@@ -115,10 +117,12 @@ async def run_job(
     store: PersonalizerStore,
     *,
     dataset: DatasetSource = default_dataset,
+    auto: Settle | None = None,
 ) -> JobDocument | None:
     """Run the job stored under ``(loop, kind, job_id)`` to its end; its final document
     (``None`` when there is no such job, or it was deleted or ended by the API while it
-    ran). ``dataset`` makes the rows (tests pass their own)."""
+    ran). ``dataset`` makes the rows and ``auto`` ends an ``Auto`` evaluation (by default
+    over the decision-point store of ``settings``; tests pass their own)."""
     if kind not in KINDS:
         raise ValueError(f"unknown job kind {kind!r}")
     found = await store.get(loop, kind, job_id)
@@ -149,6 +153,8 @@ async def run_job(
             asyncio.to_thread(work, job, rows), settings.personalizer_job_timeout_seconds
         )
         job.status, job.error_code = "succeeded", None
+        if kind == "evaluation" and job.evaluation_type == "Auto":
+            job = await (auto or settle_with(settings))(job, loop)
     except asyncio.CancelledError:
         job.status, job.message = "canceled", "the job was stopped before it finished"
         raise

@@ -117,7 +117,28 @@ class PolicyReferenceContract(_Wire):
 
 # -- the internal job document --------------------------------------------------------------
 
-JobStatus = Literal["running", "succeeded", "failed", "timeout", "canceled"]
+JobStatus = Literal[
+    "running",
+    "succeeded",
+    "failed",
+    "timeout",
+    "canceled",
+    "optimal_policy_applied",
+    "online_policy_retained",
+]
+"""A job's state. An ``Auto`` evaluation that finished ends in one of the last two (it
+applied the settings it found, or kept the online ones) instead of ``succeeded``."""
+
+
+def succeeded(status: JobStatus) -> bool:
+    """Whether the job finished with a result (a manual or an automatic evaluation).
+
+    >>> succeeded("online_policy_retained"), succeeded("failed")
+    (True, False)
+    """
+    return status in ("succeeded", "optimal_policy_applied", "online_policy_retained")
+
+
 PolicySource = Literal["Online", "Baseline", "Random", "Custom", "OfflineExperimentation"]
 JobKindName = Literal["evaluation", "feature_importance"]
 

@@ -56,6 +56,8 @@ _V1_STATUS: Final = {
     "failed": "failed",
     "timeout": "failed",
     "canceled": "failed",
+    "optimal_policy_applied": "completed",
+    "online_policy_retained": "completed",
 }
 _PREVIEW_STATUS: Final = {
     "running": "Running",
@@ -63,6 +65,8 @@ _PREVIEW_STATUS: Final = {
     "failed": "Failed",
     "timeout": "Timeout",
     "canceled": "Canceled",
+    "optimal_policy_applied": "OptimalPolicyApplied",
+    "online_policy_retained": "OnlinePolicyRetained",
 }
 
 

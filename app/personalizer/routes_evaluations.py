@@ -30,11 +30,10 @@ from pydantic import BaseModel, ValidationError
 from app.personalizer import evaluation_views as views
 from app.personalizer.deps import AdminKey, Loop, LoopName, Store
 from app.personalizer.errors import PersonalizerError
-from app.personalizer.jobs import JobKind, JobLauncher
-from learnloop.errors import InvalidInput
+from app.personalizer.evaluation_jobs import WHAT as _WHAT
+from app.personalizer.evaluation_jobs import adopted, check_learning_settings, new_job, start_job
+from app.personalizer.jobs import JobKind
 from learnloop.personalizer_store import PersonalizerStore
-from learnloop.policy import VWPolicy
-from learnloop.rollback import check_vw_args, with_vw_args
 from schemas.config import DecisionPointConfig
 from schemas.personalizer_evaluations import (
     BUILT_IN_POLICIES,
@@ -45,8 +44,10 @@ from schemas.personalizer_evaluations import (
     PolicyReferenceContract,
     PreviewEvaluationContract,
     as_utc,
-    learning_args,
+    succeeded,
 )
+
+__all__ = ["check_learning_settings", "preview_router", "router", "stable_router"]
 
 router = APIRouter(dependencies=[AdminKey], tags=["Evaluations"])
 stable_router = APIRouter(dependencies=[AdminKey], tags=["Evaluations"])
@@ -58,7 +59,6 @@ JsonBody = Annotated[dict[str, Any], Body()]
 M = TypeVar("M", bound=BaseModel)
 
 _NOT_FOUND = {"evaluation": "EvaluationNotFound", "feature_importance": "FeatureImportanceNotFound"}
-_WHAT = {"evaluation": "evaluation", "feature_importance": "feature importance"}
 
 
 def _now(request: Request) -> datetime:
@@ -95,49 +95,11 @@ def _check_policies(policies: list[PolicyContract]) -> None:
         check_learning_settings(policy.name, policy.arguments, "InvalidEvaluationContract")
 
 
-def check_learning_settings(name: str, arguments: str, code: str) -> str:
-    """The settings as ``vw_args``, or ``400 code``: learnloop's rules for ``vw_args``
-    (``--cb_explore_adf``, no files), then VW itself must accept them."""
-    args = learning_args(arguments)
-    try:
-        check_vw_args(args)
-    except InvalidInput as exc:
-        raise PersonalizerError(400, code, f"policy {name!r}: {exc}") from None
-    try:
-        VWPolicy(args).close()
-    except RuntimeError as exc:
-        raise PersonalizerError(400, code, f"policy {name!r}: VW refused {args!r}: {exc}") from None
-    return args
-
-
-def _launcher(request: Request) -> JobLauncher:
-    launcher: JobLauncher | None = getattr(request.app.state, "personalizer_jobs", None)
-    if launcher is None:
-        raise PersonalizerError(
-            503,
-            "InternalServerError",
-            "this service runs no evaluation jobs (no job launcher is configured)",
-        )
-    return launcher
-
-
 async def _start(
     request: Request, store: PersonalizerStore, loop: str, job: JobDocument, exists_code: str
 ) -> None:
-    """Store the job (``409`` if its id exists) and launch it (``503``, nothing kept,
-    when it cannot start)."""
-    launcher = _launcher(request)
-    if not await store.put_if_absent(loop, job.kind, job.id, job.model_dump(mode="json")):
-        raise PersonalizerError(
-            409, exists_code, f"{_WHAT[job.kind]} {job.id!r} already exists in loop {loop!r}"
-        )
-    try:
-        await launcher.launch(job.kind, loop, job.id)
-    except Exception as exc:
-        await store.delete(loop, job.kind, job.id)
-        raise PersonalizerError(
-            503, "InternalServerError", f"the {_WHAT[job.kind]} job could not start: {exc}"
-        ) from exc
+    launcher = getattr(request.app.state, "personalizer_jobs", None)
+    await start_job(launcher, store, loop, job, exists_code)
 
 
 def _new_job(
@@ -148,18 +110,11 @@ def _new_job(
     contract: EvaluationContract | PreviewEvaluationContract | FeatureImportanceContract,
     optimize: bool = False,
 ) -> JobDocument:
-    return JobDocument(
-        id=job_id,
-        kind=kind,
-        name=contract.name,
-        start_time=contract.start_time,
-        end_time=contract.end_time,
-        creation_time=_now(request),
-        job_id=str(uuid.uuid4()),
-        online_arguments=config.vw_args,
-        policies=getattr(contract, "policies", []),
-        optimize=optimize,
-    )
+    return new_job(
+        config, kind, job_id, name=contract.name, start_time=contract.start_time,
+        end_time=contract.end_time, now=_now(request),
+        policies=getattr(contract, "policies", []), optimize=optimize,
+    )  # fmt: skip
 
 
 async def _read(
@@ -367,7 +322,7 @@ async def apply_from_evaluation(
 ) -> Response:
     reference = _parse(PolicyReferenceContract, body, "BadRequest")
     job = await _read(request, store, config.name, "evaluation", reference.evaluation_id)
-    if job.status != "succeeded":
+    if not succeeded(job.status):
         raise PersonalizerError(
             409,
             "OperationNotAllowed",
@@ -386,11 +341,7 @@ async def apply_from_evaluation(
             f"evaluation {job.id!r} has no learning settings named {reference.policy_name!r}: "
             f"it has {names}",
         )
-    args = check_learning_settings(found[0].name, found[0].arguments, "InvalidPolicyConfiguration")
-    try:
-        updated = with_vw_args(config, args)
-    except InvalidInput as exc:
-        raise PersonalizerError(400, "InvalidPolicyConfiguration", str(exc)) from None
+    updated = adopted(config, found[0].name, found[0].arguments)
     if updated.vw_args != config.vw_args:
         await request.app.state.decision_points.put(updated)
         await request.app.state.registry.refresh(config.name)
