@@ -8,9 +8,9 @@ without overwriting what an admin changed since.
 Every process of ``learnloop serve`` opens the same file and reads through a
 cache. A change committed by another process is noticed by ``PRAGMA
 data_version`` (SQLite bumps it when another connection commits; a few
-microseconds, no disk read), checked at most every ``change_check_seconds``, so
-a ``PUT`` through one API worker reaches every other worker and the loop process
-well within a second.
+microseconds, no disk read), checked at most every ``change_check_seconds`` (and at once when a name is
+not in the cache), so a ``PUT`` through one API worker reaches every other worker
+and the loop process well within a second, and a new decision point at once.
 """
 
 from __future__ import annotations
@@ -89,7 +89,13 @@ class SqliteDecisionPointStore:
         self._checked_at = 0.0
 
     async def get(self, name: str) -> DecisionPointConfig | None:
-        return self._configs().get(name)
+        found = self._configs().get(name)
+        if found is None:
+            # A name this process has not seen may have just been created by another one
+            # (a Personalizer loop is created by its first call, on whichever worker):
+            # check now instead of answering "unknown" until the next interval.
+            found = self._configs(check_now=True).get(name)
+        return found
 
     async def put(self, config: DecisionPointConfig) -> None:
         """Create or replace a decision point; durable on return."""
@@ -99,10 +105,10 @@ class SqliteDecisionPointStore:
     async def all(self) -> list[DecisionPointConfig]:
         return list(self._configs().values())
 
-    def _configs(self) -> dict[str, DecisionPointConfig]:
+    def _configs(self, *, check_now: bool = False) -> dict[str, DecisionPointConfig]:
         if self._cache is not None:
             now = self._monotonic()
-            if now - self._checked_at < self.change_check_seconds:
+            if not check_now and now - self._checked_at < self.change_check_seconds:
                 return self._cache
             self._checked_at = now
             if self._run("PRAGMA data_version", ())[0][0] == self._data_version:

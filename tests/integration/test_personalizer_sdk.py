@@ -243,8 +243,14 @@ def test_policy_get_update_reset(deployment: Deployment) -> None:
     custom = {"name": "custom", "arguments": "--cb_explore_adf --epsilon 0.1 -l 0.01 -q ::"}
     assert admin.update_policy(custom)["arguments"] == custom["arguments"]
     assert admin.get_policy()["arguments"] == custom["arguments"]
+    # Another API worker serves the change within its change check (0.2 s).
+    deadline = time.monotonic() + 5.0
     with deployment.http() as http:
-        assert http.get("/v1/decision-points/policy").json()["vw_args"] == custom["arguments"]
+        while (point := http.get("/v1/decision-points/policy").json()).get("vw_args") != custom[
+            "arguments"
+        ] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert point["vw_args"] == custom["arguments"], point
     with pytest.raises(HttpResponseError) as refused:
         admin.update_policy({"name": "bad", "arguments": "--cb_explore_adf --no_such_option"})
     assert error_code(refused.value) == (400, "InvalidPolicyConfiguration")

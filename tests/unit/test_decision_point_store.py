@@ -113,6 +113,25 @@ async def test_sqlite_sees_another_process_change_after_the_check_interval(
         await reader.close()
 
 
+async def test_sqlite_sees_a_decision_point_another_process_created_at_once(
+    tmp_path: Path,
+) -> None:
+    """A name missing from the cache is checked for at once: a decision point created
+    through one worker is never "unknown" on another one for an interval."""
+    clock = FakeMonotonic()
+    path = tmp_path / FILE_NAME
+    writer = SqliteDecisionPointStore(path)
+    reader = SqliteDecisionPointStore(path, change_check_seconds=0.2, monotonic=clock)
+    try:
+        assert await reader.get("checkout") is None
+        await writer.put(config("checkout"))
+        assert await reader.get("checkout") == config("checkout")
+        assert await reader.get("still_missing") is None
+    finally:
+        await writer.close()
+        await reader.close()
+
+
 async def test_seed_inserts_only_missing(store: DecisionPointStore) -> None:
     defaults = load_config_file(None)
     assert defaults, "the shipped defaults should define decision points"
