@@ -101,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(bench(args.n, args.rounds))
     base = results[0][1]
-    print("\n| in process, ASGI, memory log | mean µs | p50 µs | p99 µs | × /v1/decisions |")
+    print("\n| in process, ASGI, memory log | mean µs | p50 µs | p99 µs | times /v1/decisions |")
     print("|---|---:|---:|---:|---:|")
     for label, mean, p50, p99 in results:
         print(f"| {label} | {mean:.1f} | {p50:.1f} | {p99:.1f} | {mean / base:.2f} |")

@@ -8,9 +8,10 @@ without overwriting what an admin changed since.
 Every process of ``learnloop serve`` opens the same file and reads through a
 cache. A change committed by another process is noticed by ``PRAGMA
 data_version`` (SQLite bumps it when another connection commits; a few
-microseconds, no disk read), checked at most every ``change_check_seconds`` (and at once when a name is
-not in the cache), so a ``PUT`` through one API worker reaches every other worker
-and the loop process well within a second, and a new decision point at once.
+microseconds, no disk read), checked at most every ``change_check_seconds`` and
+at once for a name missing from the cache. So a ``PUT`` through one API worker
+reaches every other worker and the loop process well within a second, and a new
+decision point is known everywhere at once.
 """
 
 from __future__ import annotations

@@ -20,16 +20,18 @@ import os
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from app.personalizer.jobs import JobKind
 from learnloop.errors import InvalidInput
 from learnloop.personalizer_store import PersonalizerStore
 from learnloop.settings import Settings
-from offline_learner.dataset import Dataset
 from runtime.personalizer_auto_apply import Settle, settle_with
-from runtime.personalizer_job_compute import compute_evaluation, compute_importance
 from schemas.personalizer_evaluations import JobDocument, JobStatus
+
+if TYPE_CHECKING:  # the offline learner (and scipy) load in the job process only: every
+    # API worker imports this module for mark_failed, and must start in a second
+    from offline_learner.dataset import Dataset
 
 log = logging.getLogger("learnloop.personalizer.jobs")
 
@@ -38,7 +40,7 @@ HEARTBEAT_SECONDS: Final = 5.0
 """How often a running job rewrites its heartbeat (the routes call a job whose heartbeat
 is much older than this dead)."""
 
-DatasetSource = Callable[[Settings, str, datetime, datetime], Dataset]
+DatasetSource = Callable[[Settings, str, datetime, datetime], "Dataset"]
 
 
 class NoLogs(Exception):
@@ -72,6 +74,8 @@ async def mark_failed(
 
 def default_dataset(settings: Settings, loop: str, start: datetime, end: datetime) -> Dataset:
     """The loop's joined examples with a decision time in ``[start, end)``."""
+    from offline_learner.dataset import Dataset
+
     if settings.backend == "kafka":
         from learnloop.kafka.topics import TopicNames
 
@@ -148,6 +152,8 @@ async def run_job(
                 f"{job.start_time.isoformat()} and {job.end_time.isoformat()}"
                 + (f" (its logs were deleted at {begin.isoformat()})" if begin else "")
             )
+        from runtime.personalizer_job_compute import compute_evaluation, compute_importance
+
         work = compute_evaluation if kind == "evaluation" else compute_importance
         job = await asyncio.wait_for(
             asyncio.to_thread(work, job, rows), settings.personalizer_job_timeout_seconds

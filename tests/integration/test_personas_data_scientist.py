@@ -110,7 +110,11 @@ async def test_segment_name_train_serve_closes_more_of_the_gap(tmp_path: Path) -
     # 4. The same traffic with and without personas (a fresh service knows no one).
     with_personas, accuracy = await gap_closed(data, tmp_path / "serve-with.log")
     without, _ = await gap_closed(tmp_path / "without-personas", tmp_path / "serve-without.log")
+    print(f"\ngap closed: {with_personas:.3f} with personas, {without:.3f} without")
     assert accuracy is not None and accuracy >= 0.9, accuracy
-    # Development runs: ~0.80 with the personas, ~0.45 without (minimal front end, shipped
-    # VW arguments, 4,000 decisions); the last quarter's standard error is below 0.03.
-    assert with_personas > without + 0.2, (with_personas, without)
+    # Nine runs on the 2-core development VM: 0.68-0.73 with the personas, 0.40-0.47
+    # without (minimal front end, shipped VW arguments, 4,000 decisions). The last
+    # quarter's standard error is below 0.03 per run, so a difference of 0.15 (over
+    # 3.5 standard errors of a difference) cannot pass by chance; the rest of the run-to-
+    # run spread is the service's release timing, which a busy machine stretches.
+    assert with_personas > without + 0.15, (with_personas, without)

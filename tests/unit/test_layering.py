@@ -14,6 +14,8 @@ still an arrow between packages. Two rules:
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -260,3 +262,18 @@ def test_the_closure_follows_packages_and_lazy_imports() -> None:
     loaded = loaded_by("learnloop.eventlog.base")
     assert "learnloop.eventlog" in loaded and "sqlite3" in loaded
     assert "sqlite3" not in loaded_by("learnloop.streams")
+
+
+def test_service_processes_start_without_the_offline_learner() -> None:
+    """Every API worker and the loop process import ``runtime.embedded`` at start; the
+    offline learner (and scipy under it) load in job processes only. Loading them at
+    start cost every process ~0.9 s of CPU, and a loop process that came up late learned
+    the first traffic late."""
+    code = (
+        "import sys, runtime.embedded, runtime.distributed\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('scipy', 'offline_learner')))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert found.stdout.strip() == "[]", found.stdout
