@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Summary
 
 from schemas.events import JoinedExample
 
@@ -16,24 +16,22 @@ class JoinMetrics:
             ["decision_point", "close_reason"],
             registry=registry,
         )
-        self.reward = Counter(
-            "learnloop_joined_reward_total",
-            "Sum of rewards of joined examples (divide by joined examples for the reward rate)",
+        # Rewards may be negative (a reward map's penalty, Personalizer's -1...1), which a
+        # counter refuses: a summary's ``_sum`` may go down, and its ``_count`` is the
+        # denominator of the reward rate.
+        self.reward = Summary(
+            "learnloop_joined_reward",
+            "Rewards of joined examples: _sum over _count is the reward rate",
             ["decision_point", "arm", "persona"],
             registry=registry,
         )
         # Reward per variant of a personalized flag: its decision point is ``flag.<key>``
         # and its actions are the variants. Only those points, so a decision point with
         # hundreds of actions does not multiply the label sets.
-        self.flag_reward = Counter(
-            "learnloop_flag_reward_total",
-            "Sum of rewards of the joined exposures of personalized flags, by variant",
-            ["decision_point", "variant"],
-            registry=registry,
-        )
-        self.flag_examples = Counter(
-            "learnloop_flag_joined_total",
-            "Joined exposures of personalized flags, by variant (the reward's denominator)",
+        self.flag_reward = Summary(
+            "learnloop_flag_reward",
+            "Rewards of the joined exposures of personalized flags, by variant "
+            "(_sum over _count is the variant's reward rate)",
             ["decision_point", "variant"],
             registry=registry,
         )
@@ -72,10 +70,9 @@ class JoinMetrics:
         for example in examples:
             decision = example.decision
             self.joined.labels(decision.decision_point, example.close_reason).inc()
-            self.reward.labels(decision.decision_point, decision.arm, decision.persona).inc(
+            self.reward.labels(decision.decision_point, decision.arm, decision.persona).observe(
                 example.reward
             )
             if decision.decision_point.startswith("flag."):
                 variant = decision.actions[decision.chosen_index].id
-                self.flag_reward.labels(decision.decision_point, variant).inc(example.reward)
-                self.flag_examples.labels(decision.decision_point, variant).inc()
+                self.flag_reward.labels(decision.decision_point, variant).observe(example.reward)

@@ -54,6 +54,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     finally:
         code = service.stop()
     assert code == 0, service.log_tail()
+    # No process crashed on the way (the supervisor would have restarted it unseen).
+    log = (root / "serve.log").read_text()
+    assert "Traceback" not in log and "exited with code" not in log, log[-4000:]
 
 
 @dataclass

@@ -505,6 +505,8 @@ def test_a_bad_import_stores_nothing(api: App) -> None:
 
 
 def test_the_join_counts_reward_per_variant_of_flag_decision_points_only() -> None:
+    """Negative rewards (penalties, Personalizer's -1...1) go into the sums too: a
+    counter refused them, and the join's process crashed on the first one."""
     from prometheus_client import CollectorRegistry, generate_latest
 
     from join_service.metrics import JoinMetrics
@@ -536,15 +538,21 @@ def test_the_join_counts_reward_per_variant_of_flag_decision_points_only() -> No
             example("flag.checkout_layout", 1, 3.0),
             example("flag.checkout_layout", 1, 1.0),
             example("flag.checkout_layout", 0, 0.0),
+            example("flag.checkout_layout", 0, -0.5),  # a penalty: sums may go down
             example("home_products", 1, 3.0),
+            example("home_products", 0, -1.0),
         ]
     )
     text = generate_latest(registry).decode()
 
     point = {"decision_point": "flag.checkout_layout"}
-    assert sample(text, "learnloop_flag_reward_total", **point, variant="wizard") == 4.0
-    assert sample(text, "learnloop_flag_joined_total", **point, variant="wizard") == 2.0
-    assert sample(text, "learnloop_flag_joined_total", **point, variant="one_page") == 1.0
+    assert sample(text, "learnloop_flag_reward_sum", **point, variant="wizard") == 4.0
+    assert sample(text, "learnloop_flag_reward_count", **point, variant="wizard") == 2.0
+    assert sample(text, "learnloop_flag_reward_sum", **point, variant="one_page") == -0.5
+    assert sample(text, "learnloop_flag_reward_count", **point, variant="one_page") == 2.0
+    home = {"decision_point": "home_products", "arm": "learned", "persona": "consultant"}
+    assert sample(text, "learnloop_joined_reward_sum", **home) == 2.0
+    assert sample(text, "learnloop_joined_reward_count", **home) == 2.0
     assert "home_products" not in {
         s.labels.get("decision_point")
         for f in text_string_to_metric_families(text)
