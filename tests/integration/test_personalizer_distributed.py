@@ -88,7 +88,8 @@ async def test_rank_reward_configuration_and_an_evaluation_on_kafka_and_redis(
         answer = client.rank(rank_body(kind, eventId=f"dist-{n}"))
         assert answer["eventId"] == f"dist-{n}"
         assert {a["id"] for a in answer["ranking"]} == {"x", "y", "z"}
-        value = 1.0 if answer["rewardActionId"] == "xyz"["abc".index(kind)] else 0.0
+        # A miss is penalized: negative rewards go through the Kafka join worker too.
+        value = 1.0 if answer["rewardActionId"] == "xyz"["abc".index(kind)] else -0.5
         client.reward(answer["eventId"], {"value": value})
         sent[answer["eventId"]] = value
     with pytest.raises(HttpResponseError) as refused:
