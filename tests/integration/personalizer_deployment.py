@@ -15,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -210,3 +211,22 @@ def rank_body(kind: str, actions: list[str] | None = None, **extra: Any) -> dict
         ],
         **extra,
     }
+
+
+@contextmanager
+def embedded_deployment(root: Path, workers: int = 2) -> Iterator[Deployment]:
+    """``learnloop serve --workers N`` over ``root / "data"`` with the keys and the fast
+    release cadence; on exit it must have stopped cleanly, with no process crashed on
+    the way (the supervisor would have restarted it unseen)."""
+    log_file = root / "serve.log"
+    service = ServiceProcess(
+        root / "data", env=FAST_LOOP_ENV, log_file=log_file, workers=workers
+    ).start()
+    try:
+        yield Deployment(service, embedded_reader(root / "data"))
+        assert service.running, service.log_tail()
+    finally:
+        code = service.stop()
+    assert code == 0, service.log_tail()
+    log = log_file.read_text()
+    assert "Traceback" not in log and "exited with code" not in log, log[-4000:]
