@@ -24,13 +24,13 @@ description says why.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 from app.personalizer.errors import PersonalizerError
 from app.personalizer.evaluation_jobs import adopted
 from learnloop.decision_points import DecisionPointStore
 from learnloop.settings import Settings
+from runtime.job_stores import open_decision_points
 from schemas.personalizer_evaluations import JobDocument
 
 log = logging.getLogger("learnloop.personalizer.auto")
@@ -75,29 +75,6 @@ async def settle(job: JobDocument, loop: str, decision_points: DecisionPointStor
     return job
 
 
-@asynccontextmanager
-async def open_decision_points(settings: Settings) -> AsyncIterator[DecisionPointStore]:
-    """The decision-point store the API of these settings uses: the SQLite file under the
-    data directory (embedded) or the Redis hash under ``redis_prefix``; closed on exit."""
-    if settings.backend == "embedded":
-        from learnloop.decision_point_store import FILE_NAME, SqliteDecisionPointStore
-
-        store = SqliteDecisionPointStore(settings.data_dir / FILE_NAME)
-        try:
-            yield store
-        finally:
-            await store.close()
-        return
-    from learnloop.decision_point_store_redis import RedisDecisionPointStore
-    from learnloop.kafka.connect import connect_redis
-
-    redis = await connect_redis(settings.redis_url, settings.connect_timeout_seconds, 4)
-    try:
-        yield RedisDecisionPointStore(redis, settings.redis_prefix)
-    finally:
-        await redis.aclose()
-
-
 def settle_with(settings: Settings) -> Settle:
     """:func:`settle` over the decision-point store of ``settings`` (opened for it)."""
 
@@ -108,4 +85,4 @@ def settle_with(settings: Settings) -> Settle:
     return run
 
 
-__all__ = ["Settle", "open_decision_points", "settle", "settle_with"]
+__all__ = ["Settle", "settle", "settle_with"]

@@ -5,8 +5,9 @@ too long for a request, and the decision service may not import the offline lear
 the API stores a job document and calls a :class:`~app.personalizer.jobs.JobLauncher`;
 here :class:`SubprocessJobLauncher` starts ``python -m runtime.personalizer_jobs <kind>
 <loop> <job_id>`` with the same settings. The child opens the same
-:class:`~learnloop.personalizer_store.PersonalizerStore` (:func:`open_personalizer_store`:
-the SQLite file under the data directory, or Redis), runs :func:`run_job` and writes the
+:class:`~learnloop.personalizer_store.PersonalizerStore`
+(:func:`runtime.job_stores.open_personalizer_store`: the SQLite file under the data
+directory, or Redis), runs :func:`run_job` and writes the
 status and result into the document, where the API's routes read it. The child records
 its pid, host and a heartbeat, so the routes can tell a job whose process died
 (:func:`app.personalizer.evaluation_views.effective_status`).
@@ -24,14 +25,13 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from app.personalizer.jobs import JobKind
 from learnloop.personalizer_store import PersonalizerStore
 from learnloop.settings import Settings
+from runtime.job_stores import open_personalizer_store
 from runtime.personalizer_job_run import KINDS, mark_failed, run_job
 from runtime.processes import settings_env
 
@@ -40,7 +40,7 @@ log = logging.getLogger("learnloop.personalizer.jobs")
 JOB_NICENESS = 10
 """A job replays for minutes on the API's machine: it yields the CPU to serving."""
 
-__all__ = ["SubprocessJobLauncher", "main", "open_personalizer_store", "run_job"]
+__all__ = ["SubprocessJobLauncher", "main", "run_job"]
 
 
 def child_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -147,35 +147,6 @@ class SubprocessJobLauncher:
                     process.kill()
             if pending:
                 await asyncio.wait(pending, timeout=timeout)
-
-
-# -- the store the job opens -------------------------------------------------------------
-
-
-@asynccontextmanager
-async def open_personalizer_store(settings: Settings) -> AsyncIterator[PersonalizerStore]:
-    """The Personalizer store the API of these settings uses: the SQLite file under the
-    data directory (embedded) or Redis under ``redis_prefix`` (kafka backend); closed
-    on exit."""
-    if settings.backend == "embedded":
-        from learnloop.personalizer_store_sqlite import SqlitePersonalizerStore
-
-        store: Any = SqlitePersonalizerStore.open(settings.data_dir)
-        try:
-            yield store
-        finally:
-            await store.close()
-        return
-    from learnloop.kafka.connect import connect_redis
-    from learnloop.personalizer_store_redis import RedisPersonalizerStore
-
-    redis = await connect_redis(settings.redis_url, settings.connect_timeout_seconds, 4)
-    try:
-        store = RedisPersonalizerStore(redis, settings.redis_prefix)
-        yield store
-        await store.close()
-    finally:
-        await redis.aclose()
 
 
 # -- the job process -----------------------------------------------------------------------
