@@ -8,10 +8,10 @@ without overwriting what an admin changed since.
 Every process of ``learnloop serve`` opens the same file and reads through a
 cache. A change committed by another process is noticed by ``PRAGMA
 data_version`` (SQLite bumps it when another connection commits; a few
-microseconds, no disk read), checked at most every ``change_check_seconds`` and
-at once for a name missing from the cache. So a ``PUT`` through one API worker
-reaches every other worker and the loop process well within a second, and a new
-decision point is known everywhere at once.
+microseconds, no disk read), checked at most every ``change_check_seconds``, and at
+once for a name missing from the cache or a ``fresh`` read. So a ``PUT`` through one
+API worker reaches every other worker's decisions and the loop process well within a
+second, and a new decision point, or an admin's read, sees it at once.
 """
 
 from __future__ import annotations
@@ -89,9 +89,9 @@ class SqliteDecisionPointStore:
         self._data_version: int | None = None
         self._checked_at = 0.0
 
-    async def get(self, name: str) -> DecisionPointConfig | None:
-        found = self._configs().get(name)
-        if found is None:
+    async def get(self, name: str, *, fresh: bool = False) -> DecisionPointConfig | None:
+        found = self._configs(check_now=fresh).get(name)
+        if found is None and not fresh:
             # A name this process has not seen may have just been created by another one
             # (a Personalizer loop is created by its first call, on whichever worker):
             # check now instead of answering "unknown" until the next interval.

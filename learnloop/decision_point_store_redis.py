@@ -59,7 +59,8 @@ class RedisDecisionPointStore:
     def _keys(self) -> list[str]:
         return [self.hash_key, f"{self.hash_key}:order", f"{self.hash_key}:seq"]
 
-    async def get(self, name: str) -> DecisionPointConfig | None:
+    async def get(self, name: str, *, fresh: bool = False) -> DecisionPointConfig | None:
+        """Read from Redis each time: every read is fresh."""
         raw = await self._call("read", self.redis.hget(self.hash_key, name))
         return self._decode(name, raw) if raw is not None else None
 

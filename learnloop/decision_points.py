@@ -14,7 +14,11 @@ from schemas.config import DecisionPointConfig
 
 
 class DecisionPointStore(Protocol):
-    async def get(self, name: str) -> DecisionPointConfig | None: ...
+    async def get(self, name: str, *, fresh: bool = False) -> DecisionPointConfig | None:
+        """The named decision point, or ``None``. ``fresh`` reads past any cache of this
+        process: an admin's read must see what another process just wrote, while the
+        decision path may serve a config a moment old."""
+        ...
 
     async def put(self, config: DecisionPointConfig) -> None: ...
 
@@ -32,7 +36,7 @@ class MemoryDecisionPointStore:
     def __init__(self, configs: list[DecisionPointConfig] | None = None) -> None:
         self._configs = {c.name: c for c in configs or []}
 
-    async def get(self, name: str) -> DecisionPointConfig | None:
+    async def get(self, name: str, *, fresh: bool = False) -> DecisionPointConfig | None:
         return self._configs.get(name)
 
     async def put(self, config: DecisionPointConfig) -> None:

@@ -38,6 +38,13 @@ def loop_name(request: Request) -> str:
 
 
 async def _loop(request: Request) -> DecisionPointConfig:
+    """As stored now: a configuration read after an update through another API worker
+    (the SDK's read-modify-write) must not see, and write back, the old one."""
+    return await ensure_loop(request.app.state.decision_points, loop_name(request), fresh=True)
+
+
+async def _serving_loop(request: Request) -> DecisionPointConfig:
+    """As the decision path caches it (rank, reward, activate)."""
     return await ensure_loop(request.app.state.decision_points, loop_name(request))
 
 
@@ -50,6 +57,7 @@ async def _store(request: Request) -> PersonalizerStore:
 
 
 Loop = Annotated[DecisionPointConfig, Depends(_loop)]
+ServingLoop = Annotated[DecisionPointConfig, Depends(_serving_loop)]
 LoopName = Annotated[str, Depends(loop_name)]
 Store = Annotated[PersonalizerStore, Depends(_store)]
 ClientKey = Depends(require_client_key)

@@ -50,12 +50,15 @@ def personalizer_defaults(name: str) -> DecisionPointConfig:
     )
 
 
-async def ensure_loop(store: DecisionPointStore, name: str) -> DecisionPointConfig:
-    """The loop's decision point, created with Personalizer's defaults if it is new.
+async def ensure_loop(
+    store: DecisionPointStore, name: str, *, fresh: bool = False
+) -> DecisionPointConfig:
+    """The loop's decision point, created with Personalizer's defaults if it is new
+    (``fresh``: as stored now, see :meth:`DecisionPointStore.get`).
 
     Two API workers creating the same new loop at once both write the same defaults.
     """
-    config = await store.get(name)
+    config = await store.get(name, fresh=fresh)
     if config is None:
         config = personalizer_defaults(name)
         await store.put(config)

@@ -20,7 +20,7 @@ from app.decide import Decider
 from app.event_writer import EventWriter
 from app.feedback import FeedbackRecorder
 from app.personalizer import rank as ranking
-from app.personalizer.deps import ClientKey, Loop, LoopName
+from app.personalizer.deps import ClientKey, LoopName, ServingLoop
 from app.personalizer.errors import PersonalizerError
 from app.personalizer.log_span import note_ranked
 from learnloop.eventlog.base import Streams
@@ -82,7 +82,7 @@ async def _is_decision(request: Request, loop: str, event_id: str) -> bool:
 
 
 @router.post("/rank", status_code=201, response_model=RankResponse, response_model_by_alias=True)
-async def rank(body: RankRequest, request: Request, loop: Loop) -> RankResponse:
+async def rank(body: RankRequest, request: Request, loop: ServingLoop) -> RankResponse:
     """Rank the actions for a context: a learnloop decision."""
     response, decided_at = await ranking.rank(_decider(request), loop.name, body)
     await note_ranked(request, loop.name, decided_at)
@@ -117,7 +117,7 @@ async def activate(event_id: EventIdPath, request: Request, loop: LoopName) -> R
     response_model_by_alias=True,
 )
 async def rank_multislot(
-    body: MultiSlotRankRequest, request: Request, loop: Loop
+    body: MultiSlotRankRequest, request: Request, loop: ServingLoop
 ) -> MultiSlotRankResponse:
     """Rank for several slots: a learnloop decision per slot, no action used twice."""
     response, decided_at = await ranking.rank_multislot(_decider(request), loop.name, body)

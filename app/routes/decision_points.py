@@ -33,7 +33,7 @@ async def list_decision_points(store: DecisionPointsDep) -> list[DecisionPointCo
     summary="Read a decision point",
 )
 async def get_decision_point(name: Name, store: DecisionPointsDep) -> DecisionPointConfig:
-    config = await store.get(name)
+    config = await store.get(name, fresh=True)  # as stored now, whichever worker wrote it
     if config is None:
         raise NotFound(
             f"decision point {name!r} does not exist: "

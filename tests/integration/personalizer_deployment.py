@@ -214,13 +214,15 @@ def rank_body(kind: str, actions: list[str] | None = None, **extra: Any) -> dict
 
 
 @contextmanager
-def embedded_deployment(root: Path, workers: int = 2) -> Iterator[Deployment]:
+def embedded_deployment(
+    root: Path, workers: int = 2, env: dict[str, str] | None = None
+) -> Iterator[Deployment]:
     """``learnloop serve --workers N`` over ``root / "data"`` with the keys and the fast
-    release cadence; on exit it must have stopped cleanly, with no process crashed on
-    the way (the supervisor would have restarted it unseen)."""
+    release cadence (``env`` adds to it); on exit it must have stopped cleanly, with no
+    process crashed on the way (the supervisor would have restarted it unseen)."""
     log_file = root / "serve.log"
     service = ServiceProcess(
-        root / "data", env=FAST_LOOP_ENV, log_file=log_file, workers=workers
+        root / "data", env=FAST_LOOP_ENV | (env or {}), log_file=log_file, workers=workers
     ).start()
     try:
         yield Deployment(service, embedded_reader(root / "data"))

@@ -26,12 +26,10 @@ import pytest
 import vowpalwabbit
 
 from app.personalizer.loop import PERSONALIZER_VW_ARGS
-from runtime.processes import ServiceProcess
 from tests.integration.personalizer_deployment import (
-    FAST_LOOP_ENV,
     WAIT_SECONDS,
     Deployment,
-    embedded_reader,
+    embedded_deployment,
     rank_body,
 )
 
@@ -50,14 +48,9 @@ MODEL_DELAY = WAIT_SECONDS + 1.0  # the window, then join, learner, release and 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("personalizer-learning")
-    env = FAST_LOOP_ENV | {"LEARNLOOP_RELEASE_EVERY_EXAMPLES": "10"}
-    service = ServiceProcess(root / "data", env=env, log_file=root / "serve.log", workers=1)
-    service.start()
-    try:
-        yield Deployment(service, embedded_reader(root / "data"))
-    finally:
-        code = service.stop()
-    assert code == 0, service.log_tail()
+    env = {"LEARNLOOP_RELEASE_EVERY_EXAMPLES": "10"}
+    with embedded_deployment(root, workers=1, env=env) as deployment:
+        yield deployment
 
 
 def anchor(kinds: list[str], times: list[float], delay: float, seed: int) -> list[bool]:

@@ -103,6 +103,9 @@ async def test_sqlite_sees_another_process_change_after_the_check_interval(
         await writer.put(config("checkout"))
         clock.now += 0.1  # inside the interval: the cached config is served
         assert (await reader.get("home_products")).window_seconds == 20.0  # type: ignore[union-attr]
+        # ... but an admin's fresh read sees the change at once
+        fresh = await reader.get("home_products", fresh=True)
+        assert fresh is not None and fresh.window_seconds == 60.0
         clock.now += 0.15
         assert (await reader.get("home_products")).window_seconds == 60.0  # type: ignore[union-attr]
         assert [c.name for c in await reader.all()] == ["home_products", "checkout"]
