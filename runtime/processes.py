@@ -155,6 +155,11 @@ class LearnloopProcess:
         self.stop()
 
 
+LOOP_STARTED = "learner resumes after offset"
+"""What the embedded loop process logs once its learner runs (its embedded_runner)."""
+LOOP_START_SECONDS = 20.0
+
+
 class ServiceProcess(LearnloopProcess):
     """``learnloop serve`` in a child process on a loopback port; ``start`` returns once
     it is ready. Without ``data_dir`` a temporary one holds the supervisor's run files
@@ -179,10 +184,25 @@ class ServiceProcess(LearnloopProcess):
         if workers is not None:
             args += ["--workers", str(workers)]
         super().__init__(*args, env=env, log_file=log_file)
+        self._has_loop = (env or {}).get("LEARNLOOP_BACKEND", "embedded") == "embedded"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def _wait_for_the_loop(self, deadline: float) -> None:
+        """Wait (until ``deadline``, best effort) for the embedded loop process to start
+        learning, as its log says. ``/readyz`` is the API's readiness only: traffic sent
+        before the loop is up is joined and learned later, and a short simulated run
+        would measure the initial model (the API now starts seconds before the loop's
+        VW, river and CatBoost imports are done). Without a log file, with the Kafka
+        backend (no loop process) or if the service exits, it returns at once."""
+        if not self._has_loop or self.log_file is None:
+            return
+        while time.monotonic() < deadline and self.running:
+            if LOOP_STARTED in self.log_tail(1_000_000):
+                return
+            time.sleep(0.05)
 
     def pids(self) -> dict[str, int]:
         """The supervisor's and every child's pid (``api-0`` …, ``loop``), as it wrote them."""
@@ -220,6 +240,7 @@ class ServiceProcess(LearnloopProcess):
                 )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200:
+                    self._wait_for_the_loop(min(deadline, time.monotonic() + LOOP_START_SECONDS))
                     return self
             except httpx.TransportError:
                 pass
