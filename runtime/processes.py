@@ -163,7 +163,8 @@ LOOP_START_SECONDS = 20.0
 class ServiceProcess(LearnloopProcess):
     """``learnloop serve`` in a child process on a loopback port; ``start`` returns once
     it is ready. Without ``data_dir`` a temporary one holds the supervisor's run files
-    (the Kafka backend keeps no other local data). ``workers`` sets ``--workers``.
+    (the Kafka backend keeps no other local data). ``workers`` sets ``--workers``;
+    ``wait_for_loop`` also waits for the embedded loop process to start learning.
 
     >>> ServiceProcess(Path("/tmp/x"), port=1234, workers=2).url
     'http://127.0.0.1:1234'
@@ -176,6 +177,7 @@ class ServiceProcess(LearnloopProcess):
         env: dict[str, str] | None = None,
         log_file: Path | None = None,
         workers: int | None = None,
+        wait_for_loop: bool = False,
     ) -> None:
         self.port = port or free_port()
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="learnloop-serve-"))
@@ -184,7 +186,8 @@ class ServiceProcess(LearnloopProcess):
         if workers is not None:
             args += ["--workers", str(workers)]
         super().__init__(*args, env=env, log_file=log_file)
-        self._has_loop = (env or {}).get("LEARNLOOP_BACKEND", "embedded") == "embedded"
+        embedded = (env or {}).get("LEARNLOOP_BACKEND", "embedded") == "embedded"
+        self._wait_for_loop = wait_for_loop and embedded
 
     @property
     def url(self) -> str:
@@ -194,10 +197,10 @@ class ServiceProcess(LearnloopProcess):
         """Wait (until ``deadline``, best effort) for the embedded loop process to start
         learning, as its log says. ``/readyz`` is the API's readiness only: traffic sent
         before the loop is up is joined and learned later, and a short simulated run
-        would measure the initial model (the API now starts seconds before the loop's
-        VW, river and CatBoost imports are done). Without a log file, with the Kafka
-        backend (no loop process) or if the service exits, it returns at once."""
-        if not self._has_loop or self.log_file is None:
+        would measure the initial model (the API starts seconds before the loop's VW,
+        river and CatBoost imports are done). Only with ``wait_for_loop``, a log file and
+        the embedded backend; it returns at once if the service exits."""
+        if not self._wait_for_loop or self.log_file is None:
             return
         while time.monotonic() < deadline and self.running:
             if LOOP_STARTED in self.log_tail(1_000_000):

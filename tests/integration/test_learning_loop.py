@@ -16,7 +16,10 @@ pytestmark = pytest.mark.integration
 
 
 async def test_served_policy_closes_most_of_the_gap_to_the_oracle(tmp_path: Path) -> None:
-    service = ServiceProcess(tmp_path / "data", log_file=tmp_path / "serve.log").start()
+    # Traffic starts once the loop learns: a learning measurement, not a start-up race.
+    service = ServiceProcess(
+        tmp_path / "data", log_file=tmp_path / "serve.log", wait_for_loop=True
+    ).start()
     try:
         report = await run_simulation(service.url, decisions=4000, seed=7, progress=False)
     finally:
